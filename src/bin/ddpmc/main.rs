@@ -1,0 +1,3 @@
+//! The `ddpmc` command line: encode, decode, info, bench.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! entropy (to be written).

@@ -1,0 +1,20 @@
+//! Stage 2: the epsilon-model (SPEC §7). The network only moves the model mean of a coding
+//! step; no probability depends on it (invariant D).
+
+use crate::Result;
+
+/// A network that estimates the clean image x0 from a noisy latent.
+///
+/// Latents and outputs are planar f32, channel-major: `3 * h * w` values, channel 0 first,
+/// rows top to bottom. `h` and `w` are multiples of [`Denoiser::multiple`].
+pub trait Denoiser: Send + Sync {
+    /// Estimate x0 (not clipped) from latent `z` at the noise level with cumulative signal
+    /// fraction `abar` and conditioning input `logsnr` = ln(abar / (1 - abar)), both read from
+    /// the file's header.
+    fn predict_x0(&self, z: &[f32], h: usize, w: usize, abar: f64, logsnr: f64)
+        -> Result<Vec<f32>>;
+    /// Height and width must be multiples of this.
+    fn multiple(&self) -> usize;
+    /// The model id: SHA-256 of the weights file's bytes.
+    fn id(&self) -> [u8; 32];
+}

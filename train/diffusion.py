@@ -1,0 +1,99 @@
+"""The paper's linear beta schedule and the coding chain's marginals (DESIGN.md sections 1, 2, 5)."""
+
+import math
+
+import torch
+
+T = 1000
+
+
+def abar_table() -> torch.Tensor:
+    """abar[t] for t = 0..T (abar[0] = 1), float64, linear betas 1e-4..0.02."""
+    betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+    ab = torch.cumprod(1.0 - betas, dim=0)
+    return torch.cat([torch.ones(1, dtype=torch.float64), ab])
+
+
+ABAR = abar_table()
+
+
+def logsnr_of_abar(abar):
+    return torch.log(abar) - torch.log1p(-abar)
+
+
+def abar_of_logsnr(lam):
+    return torch.sigmoid(lam)
+
+
+LOGSNR_T = float(logsnr_of_abar(ABAR[T]))      # about -10.1
+LOGSNR_MAX = float(logsnr_of_abar(ABAR[1]))   # about 9.2
+CODEC_LO = float(logsnr_of_abar(ABAR[800]))
+CODEC_HI = float(logsnr_of_abar(ABAR[2]))
+
+
+def sample_logsnr(n: int, gen: torch.Generator) -> torch.Tensor:
+    """Noise levels where the codec works: 80 % uniform in log-SNR over t = 2..800,
+    20 % uniform over the integer timesteps 1..T."""
+    u = torch.rand(n, generator=gen, dtype=torch.float64)
+    lam = CODEC_LO + (CODEC_HI - CODEC_LO) * u
+    t = torch.randint(1, T + 1, (n,), generator=gen)
+    lam_t = logsnr_of_abar(ABAR[t])
+    pick = torch.rand(n, generator=gen) < 0.2
+    return torch.where(pick, lam_t, lam)
+
+
+def gaussian_marginal(x, lam, gen):
+    """z = sqrt(abar) x + sqrt(1 - abar) eps (the paper's q(z_t | x))."""
+    abar = abar_of_logsnr(lam).float()[:, None, None, None]
+    eps = torch.randn(x.shape, generator=gen)
+    return abar.sqrt() * x + (1 - abar).sqrt() * eps
+
+
+def chain_marginal(x, lam, gen, max_inter: int = 5):
+    """The coding chain's exact marginal at log-SNR lam: z_T ~ N(0, I), then steps
+    t -> s through random intermediate noise levels, each z_s = mu_q(x, z_t) + uniform
+    noise of the posterior variance (subtractive dither makes it exactly uniform)."""
+    n = x.shape[0]
+    z = torch.randn(x.shape, generator=gen)
+    abar_T = float(ABAR[T])
+    ab_t = torch.full((n,), abar_T, dtype=torch.float64)
+    k = torch.randint(0, max_inter + 1, (n,), generator=gen)
+    u = torch.rand(n, max_inter, generator=gen, dtype=torch.float64)
+    u = torch.sort(u, dim=1).values  # increasing fraction: T side first
+    lam_T = torch.full((n,), LOGSNR_T, dtype=torch.float64)
+    for j in range(max_inter + 1):
+        if j < max_inter:
+            inter = lam_T + (lam - lam_T) * u[:, j]
+            lam_s = torch.where(j < k, inter, lam)
+        else:
+            lam_s = lam
+        active = (j <= k)
+        ab_s = abar_of_logsnr(lam_s)
+        # steps already finished keep z (ab_s == ab_t makes the step the identity)
+        ab_s = torch.where(active, ab_s, ab_t)
+        a_ts = ab_t / ab_s
+        b_ts = -torch.expm1(torch.log(ab_t) - torch.log(ab_s))
+        one_m_t = 1 - ab_t
+        cx = (ab_s.sqrt() * b_ts / one_m_t)
+        cz = (a_ts.sqrt() * (1 - ab_s) / one_m_t)
+        var = b_ts * (1 - ab_s) / one_m_t
+        cx = torch.where(active, cx, torch.zeros_like(cx))
+        cz = torch.where(active, cz, torch.ones_like(cz))
+        var = torch.where(active, var, torch.zeros_like(var))
+        delta = torch.sqrt(12 * var).float()[:, None, None, None]
+        noise = torch.rand(x.shape, generator=gen) - 0.5
+        z = cx.float()[:, None, None, None] * x + cz.float()[:, None, None, None] * z + delta * noise
+        ab_t = torch.where(active, ab_s, ab_t)
+    return z
+
+
+def v_target(x, z, lam):
+    """v for the effective noise of z: eps_eff = (z - sqrt(abar) x) / sqrt(1 - abar)."""
+    abar = abar_of_logsnr(lam).float()[:, None, None, None]
+    eps = (z - abar.sqrt() * x) / (1 - abar).sqrt()
+    return abar.sqrt() * eps - (1 - abar).sqrt() * x
+
+
+def x0_from_v(z, v, lam):
+    abar = abar_of_logsnr(lam).float()[:, None, None, None]
+    return abar.sqrt() * z - (1 - abar).sqrt() * v

@@ -1,0 +1,239 @@
+"""Train the ddpmc epsilon-model (v-prediction) on random crops of the training images.
+
+    python train/train.py --run train/runs/main [--data ../shared/data/train] [--threads 2]
+
+Resumes exactly from <run>/resume.pt when it exists. Writes <run>/loss.csv (every logged
+step), <run>/eval.csv (x0 PSNR on fixed Kodak crops, the learning curve), <run>/ema.pt
+(EMA weights for export) and the plots loss_curve.png / learning_curve.png.
+Uses CUDA when PyTorch sees a GPU; the same script runs unchanged there.
+"""
+
+import argparse
+import csv
+import io
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import diffusion as D  # noqa: E402
+from model import UNet  # noqa: E402
+import evaluate  # noqa: E402
+
+
+def load_images(root: str, cache: str):
+    """All training images as uint8 HWC arrays, cached in one .npz for fast restarts."""
+    if cache and os.path.exists(cache):
+        z = np.load(cache)
+        return [z[k] for k in sorted(z.files)]
+    paths = []
+    for dp, _, fs in os.walk(root):
+        for f in sorted(fs):
+            if f.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")):
+                paths.append(os.path.join(dp, f))
+    paths.sort()
+    if not paths:
+        raise SystemExit(f"no training images under {root}")
+    imgs = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    if cache:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        np.savez(cache, **{f"{i:05d}": a for i, a in enumerate(imgs)})
+    return imgs
+
+
+def sample_batch(imgs, n, size, gen):
+    out = np.empty((n, size, size, 3), dtype=np.uint8)
+    idx = torch.randint(0, len(imgs), (n,), generator=gen).tolist()
+    for j, i in enumerate(idx):
+        a = imgs[i]
+        h, w = a.shape[:2]
+        y = int(torch.randint(0, h - size + 1, (1,), generator=gen))
+        x = int(torch.randint(0, w - size + 1, (1,), generator=gen))
+        c = a[y:y + size, x:x + size]
+        flips = torch.randint(0, 2, (2,), generator=gen).tolist()
+        if flips[0]:
+            c = c[:, ::-1]
+        if flips[1]:
+            c = c.transpose(1, 0, 2)  # transpose = a random 90-degree family member
+        out[j] = c
+    x = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return x
+
+
+def atomic_save(obj, path):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def plot_curves(run):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    lp = os.path.join(run, "loss.csv")
+    if os.path.exists(lp):
+        rows = list(csv.DictReader(open(lp)))
+        if rows:
+            s = np.array([int(r["step"]) for r in rows])
+            l = np.array([float(r["loss"]) for r in rows])
+            k = max(1, len(l) // 50)
+            sm = np.convolve(l, np.ones(k) / k, mode="valid")
+            plt.figure(figsize=(6, 4))
+            plt.semilogy(s, l, alpha=0.3, label="loss")
+            plt.semilogy(s[k - 1:], sm, label=f"mean of {k}")
+            plt.xlabel("step")
+            plt.ylabel("v-MSE")
+            plt.legend()
+            plt.grid(alpha=0.3)
+            plt.tight_layout()
+            plt.savefig(os.path.join(run, "loss_curve.png"), dpi=100)
+            plt.close()
+    ep = os.path.join(run, "eval.csv")
+    if os.path.exists(ep):
+        rows = list(csv.DictReader(open(ep)))
+        if rows:
+            plt.figure(figsize=(6, 4))
+            s = [int(r["step"]) for r in rows]
+            for key in [k for k in rows[0] if k.startswith("psnr_t")]:
+                plt.plot(s, [float(r[key]) for r in rows], marker=".", label=key[5:])
+            plt.xlabel("step")
+            plt.ylabel("x0 PSNR on Kodak crops (dB)")
+            plt.legend()
+            plt.grid(alpha=0.3)
+            plt.tight_layout()
+            plt.savefig(os.path.join(run, "learning_curve.png"), dpi=100)
+            plt.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="train/runs/main")
+    ap.add_argument("--data", default="../shared/data/train")
+    ap.add_argument("--kodak", default="../shared/data/kodak", help="evaluation only, never trained on")
+    ap.add_argument("--cache", default="train/data_cache/train.npz")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--crop", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--chain-frac", type=float, default=0.5, help="share of each batch on the coding chain's marginals")
+    ap.add_argument("--steps", type=int, default=10**9, help="stop after this many steps")
+    ap.add_argument("--minutes", type=float, default=1e9, help="stop after this many minutes")
+    ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--config", default="", help="JSON dict overriding the model config")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    os.makedirs(args.run, exist_ok=True)
+    resume_path = os.path.join(args.run, "resume.pt")
+
+    import json
+    config = json.loads(args.config) if args.config else None
+    model = UNet(config).to(dev)
+    ema = UNet(model.config).to(dev)
+    ema.load_state_dict(model.state_dict())
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(args.seed)
+    step = 0
+    elapsed = 0.0
+    if os.path.exists(resume_path):
+        st = torch.load(resume_path, map_location=dev, weights_only=False)
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        gen.set_state(st["gen"])
+        step = st["step"]
+        elapsed = st.get("elapsed", 0.0)
+        if st["config"] != model.config:
+            raise SystemExit(f"resume config {st['config']} != {model.config}")
+        print(f"resumed at step {step}", flush=True)
+
+    imgs = load_images(args.data, args.cache)
+    print(f"{len(imgs)} training images; model {sum(p.numel() for p in model.parameters())} parameters; device {dev}", flush=True)
+    eval_set = evaluate.kodak_crops(args.kodak) if os.path.isdir(args.kodak) else None
+
+    def save():
+        atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                     "gen": gen.get_state(), "step": step, "elapsed": elapsed, "config": model.config},
+                    resume_path)
+        atomic_save({"ema": ema.state_dict(), "config": model.config, "step": step}, os.path.join(args.run, "ema.pt"))
+
+    loss_f = open(os.path.join(args.run, "loss.csv"), "a")
+    if loss_f.tell() == 0:
+        loss_f.write("step,loss,loss_gauss,loss_chain,lr,elapsed_s\n")
+    t0 = time.time()
+    last_ckpt = time.time()
+    start_elapsed = elapsed
+    start_step = step
+    acc = []
+    while step < args.steps and (elapsed - start_elapsed) < args.minutes * 60:
+        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = sample_batch(imgs, args.batch, args.crop, gen)
+        lam = D.sample_logsnr(args.batch, gen)
+        nc = int(round(args.batch * args.chain_frac))
+        zg = D.gaussian_marginal(x[nc:], lam[nc:], gen)
+        zc = D.chain_marginal(x[:nc], lam[:nc], gen) if nc > 0 else zg[:0]
+        z = torch.cat([zc, zg], 0)
+        v = D.v_target(x, z, lam)
+        z, v, lam_d = z.to(dev), v.to(dev), lam.float().to(dev)
+        pred = model(z, lam_d)
+        per = ((pred - v) ** 2).mean(dim=(1, 2, 3))
+        loss = per.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        d = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        now = time.time()
+        elapsed += now - t0
+        t0 = now
+        acc.append((loss.item(), per[:nc].mean().item() if nc else float("nan"),
+                    per[nc:].mean().item() if nc < args.batch else float("nan")))
+        if step % args.log_every == 0:
+            a = np.array(acc)
+            loss_f.write(f"{step},{a[:,0].mean():.6f},{np.nanmean(a[:,2]):.6f},{np.nanmean(a[:,1]):.6f},{lr:.3g},{elapsed:.1f}\n")
+            loss_f.flush()
+            rate = (step - start_step) / max(1e-9, elapsed - start_elapsed)
+            print(f"step {step} loss {a[:,0].mean():.5f} ({elapsed/60:.1f} min, {rate:.2f} steps/s)", flush=True)
+            acc = []
+        if eval_set is not None and step % args.eval_every == 0:
+            row = evaluate.psnr_row(ema, eval_set, dev, ts=(10, 50, 150, 600))
+            ep = os.path.join(args.run, "eval.csv")
+            new = not os.path.exists(ep)
+            with open(ep, "a") as f:
+                if new:
+                    f.write("step,elapsed_s," + ",".join(row.keys()) + "\n")
+                f.write(f"{step},{elapsed:.1f}," + ",".join(f"{v:.4f}" for v in row.values()) + "\n")
+            print("eval", step, row, flush=True)
+            plot_curves(args.run)
+        if time.time() - last_ckpt > args.ckpt_minutes * 60:
+            save()
+            last_ckpt = time.time()
+    save()
+    plot_curves(args.run)
+
+
+if __name__ == "__main__":
+    main()
