@@ -60,8 +60,12 @@ impl SchedulePoint {
     /// neighbouring integer timesteps.
     pub fn from_logsnr(lambda: f64) -> Self {
         let tab = abar_table();
-        let mut t = f64::from(T_MAX);
-        for i in 1..=T_MAX as usize {
+        let mut t = if lambda > logsnr(tab[1]) {
+            1.0
+        } else {
+            f64::from(T_MAX)
+        };
+        for i in 2..=T_MAX as usize {
             let l_hi = logsnr(tab[i - 1]);
             let l_lo = logsnr(tab[i]);
             if lambda <= l_hi && lambda >= l_lo {
@@ -151,7 +155,14 @@ pub const DITHER_LEVELS: usize = 64;
 
 /// Dither level j in 0..64 of one element of coding step `step` (SPEC §5.1).
 pub fn dither_level(seed: u64, step: usize, c: usize, y: usize, x: usize) -> usize {
-    (prng(seed, domain::DITHER, step as u64, c as u64, y as u64, x as u64) >> 58) as usize
+    (prng(
+        seed,
+        domain::DITHER,
+        step as u64,
+        c as u64,
+        y as u64,
+        x as u64,
+    ) >> 58) as usize
 }
 
 /// Dither value u = (j + 0.5) / 64 - 0.5, exact in f32.

@@ -28,7 +28,12 @@ pub const K_MAX: u32 = 1024;
 pub const LEVELS: usize = crate::diffusion::DITHER_LEVELS;
 
 /// Fourth roots of two, as f64 literals (SPEC §7.1).
-const ROOTS: [f64; 4] = [1.0, 1.189_207_115_002_721, 1.414_213_562_373_095_1, 1.681_792_830_507_429];
+const ROOTS: [f64; 4] = [
+    1.0,
+    1.189_207_115_002_721,
+    std::f64::consts::SQRT_2,
+    1.681_792_830_507_429,
+];
 /// Smallest scale, in units of delta.
 const SIGMA_MIN: f64 = 0.002;
 
@@ -213,7 +218,9 @@ impl TableCache {
     pub fn new(k_max: u32) -> Self {
         TableCache {
             k_max,
-            tables: (0..(NUM_SCALES - 1) * LEVELS).map(|_| OnceLock::new()).collect(),
+            tables: (0..(NUM_SCALES - 1) * LEVELS)
+                .map(|_| OnceLock::new())
+                .collect(),
         }
     }
 
@@ -274,7 +281,7 @@ impl AdaptiveModel {
         if self.total > 1 << 16 {
             self.total = 0;
             for c in &mut self.counts {
-                *c = (*c + 1) / 2;
+                *c = (*c).div_ceil(2);
                 self.total += *c;
             }
         }
@@ -406,7 +413,10 @@ mod tests {
         for i in 0..2000 {
             let y = -(i as f64) * 0.031;
             let e = exp_neg(y);
-            assert!((e - y.exp()).abs() <= 1e-14 * y.exp().max(1e-300) + 1e-300, "{y}");
+            assert!(
+                (e - y.exp()).abs() <= 1e-14 * y.exp().max(1e-300) + 1e-300,
+                "{y}"
+            );
         }
     }
 
