@@ -130,7 +130,11 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             img.width(),
             img.height(),
             d.steps_done(),
-            if d.is_lossless() { ", lossless (verified)" } else { "" }
+            if d.is_lossless() {
+                ", lossless (verified)"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

@@ -75,7 +75,11 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             bytes.len(),
             bytes.len() as f64 * 8.0 / px,
             rep.steps.len(),
-            if rep.loss_bytes.is_some() { " + lossless" } else { "" }
+            if rep.loss_bytes.is_some() {
+                " + lossless"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

@@ -77,14 +77,23 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         "  total      {} bytes, {:.4} bpp{}",
         info.total_bytes,
         info.total_bytes as f64 * 8.0 / px,
-        if info.complete { "" } else { " (truncated: no END chunk)" }
+        if info.complete {
+            ""
+        } else {
+            " (truncated: no END chunk)"
+        }
     );
     println!("  step  t from -> to     log-SNR   block   K     bytes   cum. bpp");
     for s in &steps {
         println!(
             "  {:>4}  {:>6.1} -> {:<6.1}  {:>7.3}  {:>5}  {:>3}  {:>8}  {:>8.4}",
-            s["step"], s["t_from"].as_f64().unwrap_or(0.0), s["t_to"].as_f64().unwrap_or(0.0),
-            s["logsnr_to"].as_f64().unwrap_or(0.0), s["block"], s["k"], s["bytes"],
+            s["step"].as_u64().unwrap_or(0),
+            s["t_from"].as_f64().unwrap_or(0.0),
+            s["t_to"].as_f64().unwrap_or(0.0),
+            s["logsnr_to"].as_f64().unwrap_or(0.0),
+            s["block"].as_u64().unwrap_or(0),
+            s["k"].as_u64().unwrap_or(0),
+            s["bytes"].as_u64().unwrap_or(0),
             s["cumulative_bpp"].as_f64().unwrap_or(0.0)
         );
     }

@@ -42,7 +42,10 @@ pub(crate) fn load_model(path: Option<&Path>) -> ddpmc::Result<Box<dyn Denoiser>
 
 /// Write `bytes` to `out` through a temporary file in the same folder and a rename, so that a
 /// failure never leaves a partial output file.
-pub(crate) fn write_atomic(out: &Path, write: impl FnOnce(&Path) -> ddpmc::Result<()>) -> ddpmc::Result<()> {
+pub(crate) fn write_atomic(
+    out: &Path,
+    write: impl FnOnce(&Path) -> ddpmc::Result<()>,
+) -> ddpmc::Result<()> {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
