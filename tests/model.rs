@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use ddpmc::model::{default_model, id_hex, model_id, Denoiser, Tiling, UNet, DEFAULT_WEIGHTS};
+use ddpmc::model::{
+    default_model, id_hex, model_id, Denoiser, Tiling, UNet, UNetConfig, DEFAULT_WEIGHTS,
+};
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -110,6 +112,14 @@ fn default_model_loads_with_its_id() {
     let z = latent(32, 48, 1);
     let x0 = net.predict_x0(&z, 32, 48, 0.5, 0.0).unwrap();
     assert!(x0.iter().all(|v| v.is_finite() && v.abs() < 10.0));
+}
+
+#[test]
+fn flops_per_pixel_as_train_model_py() {
+    // Values printed by train/export.py (flops_per_pixel in train/model.py).
+    assert_eq!(UNetConfig::default().flops_per_pixel().round(), 110624.0);
+    let tiny = UNet::from_safetensors_bytes(&tiny_bytes()).unwrap();
+    assert_eq!(tiny.config().flops_per_pixel(), 2954.5); // Python rounds half to even: 2954
 }
 
 #[test]

@@ -120,6 +120,28 @@ impl UNetConfig {
         Ok(())
     }
 
+    /// Convolution FLOPs (2 x multiply-adds) per input pixel, as `flops_per_pixel` in
+    /// `train/model.py` counts them (norms, activations and the embedding MLP excluded).
+    pub fn flops_per_pixel(&self) -> f64 {
+        let ch = &self.channels;
+        let n = ch.len();
+        // Pixels of level i per input pixel: level 0 is at half resolution.
+        let density = |i: usize| 0.25f64.powi(i as i32 + 1);
+        let conv = |k: usize, cin: usize, cout: usize| 2.0 * (k * k * cin * cout) as f64;
+        let mut f = conv(3, 12, ch[0]) * density(0) + conv(3, ch[0], 12) * density(0);
+        for (i, &c) in ch.iter().enumerate() {
+            f += self.blocks as f64 * 2.0 * conv(3, c, c) * density(i);
+            if i + 1 < n {
+                f += conv(1, 4 * c, ch[i + 1]) * density(i + 1);
+            }
+            f += (conv(3, 2 * c, c) + conv(3, c, c) + conv(1, 2 * c, c)) * density(i);
+            if i > 0 {
+                f += conv(1, c, 4 * ch[i - 1]) * density(i);
+            }
+        }
+        f + 2.0 * conv(3, ch[n - 1], ch[n - 1]) * density(n - 1)
+    }
+
     /// Input height and width must be multiples of this: 2^(levels).
     pub fn multiple(&self) -> usize {
         1 << self.channels.len()
