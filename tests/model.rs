@@ -123,6 +123,27 @@ fn flops_per_pixel_as_train_model_py() {
 }
 
 #[test]
+fn pixel_shuffle_order_as_torch() {
+    use ddpmc::model::unet::{pixel_shuffle2, pixel_unshuffle2};
+    // torch.nn.functional.pixel_unshuffle(torch.arange(16.).reshape(1, 2, 2, 4), 2)
+    let x = Tensor::arange(0f32, 16.0, &Device::Cpu)
+        .unwrap()
+        .reshape((1, 2, 2, 4))
+        .unwrap();
+    let u = pixel_unshuffle2(&x).unwrap();
+    assert_eq!(u.dims(), &[1, 8, 1, 2]);
+    let want = [
+        0., 2., 1., 3., 4., 6., 5., 7., 8., 10., 9., 11., 12., 14., 13., 15.,
+    ];
+    assert_eq!(u.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want);
+    let back = pixel_shuffle2(&u).unwrap();
+    assert_eq!(
+        back.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        x.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+}
+
+#[test]
 fn model_id_hex() {
     let mut id = [0u8; 32];
     id[0] = 0xab;
