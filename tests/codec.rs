@@ -426,3 +426,61 @@ fn spec_vectors() {
     }
     assert!(n >= 3);
 }
+
+/// Measurement, not a check: per image of $DDPMC_KODAK (default ../shared/data/kodak), encode
+/// with quality $DDPMC_Q (default 4) and the default model, decode every step, and print
+/// bpp / PSNR per step, ideal vs real size, and wall times. Run with
+/// `cargo test --release --test codec measure_kodak -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_kodak() {
+    use std::time::Instant;
+    let dir = std::env::var("DDPMC_KODAK").unwrap_or_else(|_| "../shared/data/kodak".into());
+    let q: u8 = std::env::var("DDPMC_Q").map_or(4, |v| v.parse().unwrap());
+    let only = std::env::var("DDPMC_ONLY").ok();
+    let model = ddpmc::model::default_model().unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .filter(|p| {
+            only.as_ref()
+                .map_or(true, |o| p.to_string_lossy().contains(o.as_str()))
+        })
+        .collect();
+    names.sort();
+    println!("image step t_end bytes bpp psnr ideal_bytes side_bytes block k enc_s dec_s");
+    for p in names {
+        let img = image::open(&p).unwrap();
+        let px = f64::from(img.width() * img.height());
+        let t0 = Instant::now();
+        let (bytes, rep) = encode_with_report(&img, &model, &opts(q), &mut |_, _| {}).unwrap();
+        let enc_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let steps = decode_all_steps(&bytes, &model, Recon::Denoise).unwrap();
+        let dec_s = t1.elapsed().as_secs_f64();
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut ideal = 0.0;
+        for (s, r) in steps.iter().zip(&rep.steps) {
+            ideal += r.ideal_bits / 8.0;
+            println!(
+                "{name} {} {:.1} {} {:.4} {:.3} {:.1} {:.1} {} {} {enc_s:.1} {dec_s:.1}",
+                s.step,
+                r.t_end,
+                s.bytes,
+                s.bytes as f64 * 8.0 / px,
+                psnr(&img, &s.image),
+                ideal,
+                r.side_bits / 8.0,
+                r.block,
+                r.k_max
+            );
+        }
+        println!(
+            "{name} total real {} ideal {:.1} overhead {:.2}%",
+            bytes.len(),
+            ideal,
+            (bytes.len() as f64 / ideal - 1.0) * 100.0
+        );
+    }
+}
