@@ -51,6 +51,25 @@ fn round_trips_all_samples() {
 }
 
 #[test]
+fn tiny_and_thin_images() {
+    let m = Analytic::default();
+    for (w, h) in [(1u32, 1u32), (1, 17), (23, 1), (17, 16)] {
+        let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 40) as u8, (y * 13) as u8, 200])
+        }));
+        let o = EncodeOptions {
+            quality: 2,
+            lossless: true,
+            ..Default::default()
+        };
+        let bytes = encode(&img, &m, &o).unwrap();
+        let out = decode(&bytes, &m, None, Recon::Flow).unwrap();
+        assert!(out.lossless);
+        assert_eq!(out.image.to_rgb8().as_raw(), img.to_rgb8().as_raw(), "{w}x{h}");
+    }
+}
+
+#[test]
 fn psnr_rises_with_every_step() {
     let m = Analytic::default();
     let img = sample("kodim23_crop.png");
