@@ -8,6 +8,7 @@ use ddpmc::codec::{
     chunk_ends, decode, decode_all_steps, encode, encode_with_report, inspect, Decoder,
     EncodeOptions, Recon,
 };
+use ddpmc::model::Denoiser;
 use ddpmc::Error;
 
 fn opts(q: u8) -> EncodeOptions {
@@ -65,7 +66,11 @@ fn tiny_and_thin_images() {
         let bytes = encode(&img, &m, &o).unwrap();
         let out = decode(&bytes, &m, None, Recon::Flow).unwrap();
         assert!(out.lossless);
-        assert_eq!(out.image.to_rgb8().as_raw(), img.to_rgb8().as_raw(), "{w}x{h}");
+        assert_eq!(
+            out.image.to_rgb8().as_raw(),
+            img.to_rgb8().as_raw(),
+            "{w}x{h}"
+        );
     }
 }
 
@@ -502,4 +507,22 @@ fn measure_kodak() {
             (bytes.len() as f64 / ideal - 1.0) * 100.0
         );
     }
+}
+
+#[test]
+#[ignore]
+fn time_codec_only() {
+    let m = Analytic::default();
+    let img = image::open("/work/shared/data/kodak/kodim23.png").unwrap();
+    let t = std::time::Instant::now();
+    let bytes = encode(&img, &m, &opts(5)).unwrap();
+    println!("encode {:.2}s", t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
+    let _ = decode(&bytes, &m, None, Recon::Denoise).unwrap();
+    println!("decode {:.2}s", t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
+    let _ = m
+        .predict_x0(&vec![0.0; 3 * 768 * 512], 512, 768, 0.5, 0.0)
+        .unwrap();
+    println!("one analytic call {:.2}s", t.elapsed().as_secs_f64());
 }

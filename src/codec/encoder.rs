@@ -92,18 +92,36 @@ fn choose_scales(
                 return (0u8, 0.0);
             }
             let est = sum_abs / idx.len() as f64 / 1.386;
-            let i0 = nearest_scale(est) as i64;
-            let mut best = (1u8, f64::INFINITY);
-            for s in (i0 - 10).max(1)..=(i0 + 6).min(NUM_SCALES as i64 - 1) {
-                let s = s as usize;
-                let mut bits = 0f64;
-                for &i in &idx {
-                    bits += f64::from(cache.get(s, levels[i] as usize).bits((k[i] + kk) as usize));
+            let cost = |s: usize| -> f64 {
+                idx.iter()
+                    .map(|&i| {
+                        f64::from(cache.get(s, levels[i] as usize).bits((k[i] + kk) as usize))
+                    })
+                    .sum()
+            };
+            // Local descent from the moment estimate: the code length is unimodal in the
+            // scale index in practice; a miss costs bits, never correctness.
+            let top = NUM_SCALES - 1;
+            let i0 = nearest_scale(est);
+            let mut best = (i0, cost(i0));
+            for dir in [-1i64, 1] {
+                let mut i = best.0 as i64 + dir;
+                let mut moved = false;
+                while (1..=top as i64).contains(&i) {
+                    let c = cost(i as usize);
+                    if c < best.1 {
+                        best = (i as usize, c);
+                        moved = true;
+                        i += dir;
+                    } else {
+                        break;
+                    }
                 }
-                if bits < best.1 {
-                    best = (s as u8, bits);
+                if moved {
+                    break;
                 }
             }
+            let best = (best.0 as u8, best.1);
             best
         })
         .collect();
