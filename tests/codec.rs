@@ -75,6 +75,24 @@ fn tiny_and_thin_images() {
 }
 
 #[test]
+fn sixteen_bit_input_is_reduced_with_a_notice() {
+    let m = Analytic::default();
+    let img = image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(20, 12, |x, y| {
+        image::Rgb([(x * 3000) as u16, (y * 5000) as u16, 40000])
+    }));
+    let o = EncodeOptions {
+        quality: 1,
+        lossless: true,
+        ..Default::default()
+    };
+    let (bytes, rep) = encode_with_report(&img, &m, &o, &mut |_, _| {}).unwrap();
+    assert!(rep.notices.iter().any(|n| n.contains("16-bit")), "{:?}", rep.notices);
+    assert_eq!(inspect(&bytes).unwrap().header.source_depth, 16);
+    let out = decode(&bytes, &m, None, Recon::Denoise).unwrap();
+    assert_eq!(out.image.to_rgb8().as_raw(), img.to_rgb8().as_raw());
+}
+
+#[test]
 fn psnr_rises_with_every_step() {
     let m = Analytic::default();
     let img = sample("kodim23_crop.png");
