@@ -86,7 +86,11 @@ fn sixteen_bit_input_is_reduced_with_a_notice() {
         ..Default::default()
     };
     let (bytes, rep) = encode_with_report(&img, &m, &o, &mut |_, _| {}).unwrap();
-    assert!(rep.notices.iter().any(|n| n.contains("16-bit")), "{:?}", rep.notices);
+    assert!(
+        rep.notices.iter().any(|n| n.contains("16-bit")),
+        "{:?}",
+        rep.notices
+    );
     assert_eq!(inspect(&bytes).unwrap().header.source_depth, 16);
     let out = decode(&bytes, &m, None, Recon::Denoise).unwrap();
     assert_eq!(out.image.to_rgb8().as_raw(), img.to_rgb8().as_raw());
