@@ -121,8 +121,7 @@ fn choose_scales(
                     break;
                 }
             }
-            let best = (best.0 as u8, best.1);
-            best
+            (best.0 as u8, best.1)
         })
         .collect();
     let bits = res.iter().map(|v| v.1).sum();
