@@ -20,7 +20,8 @@ enum ReconArg {
 pub struct Args {
     /// Input .ddpmc file.
     input: PathBuf,
-    /// Output image; the extension picks the format [default: the input with extension .png].
+    /// Output image; the extension picks the format [default: the input with extension
+    /// .decoded.png].
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Decode only the first N steps [default: all].
@@ -51,7 +52,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     let out = a
         .output
         .clone()
-        .unwrap_or_else(|| a.input.with_extension("png"));
+        .unwrap_or_else(|| a.input.with_extension("decoded.png"));
     crate::check_overwrite(&out, a.force)?;
     let format = image::ImageFormat::from_path(&out).map_err(|_| {
         ddpmc::Error::Parameter(format!(
