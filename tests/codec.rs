@@ -380,6 +380,11 @@ fn bpp_target_is_met() {
         assert!(bpp <= target, "{bpp} > {target}");
         assert!(bpp > 0.8 * target, "{bpp} far under {target}");
         decode(&bytes, &m, None, Recon::Denoise).unwrap();
+        // Rate control resumes trials from shared prefixes: the result must equal a fresh
+        // encode of the schedule it chose.
+        let sched = inspect(&bytes).unwrap().header.schedule;
+        let (fresh, _) = ddpmc::codec::encode_schedule_for_test(&img, &m, &sched).unwrap();
+        assert!(fresh == bytes);
     }
 }
 

@@ -193,6 +193,19 @@ pub(crate) struct Encoded {
     pub bytes: Vec<u8>,
     pub steps: Vec<StepReport>,
     pub loss_bytes: Option<usize>,
+    /// State before each step (when asked for), to resume schedules sharing a prefix.
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// The encoder's state before step `n`: latent, the network's estimate at it (n > 0), and
+/// the STEP chunks and reports of steps 0..n.
+#[derive(Clone)]
+pub(crate) struct Snapshot {
+    n: usize,
+    z: Vec<f32>,
+    xhat: Option<Vec<f32>>,
+    chunks: Vec<u8>,
+    reports: Vec<StepReport>,
 }
 
 /// Encode `img` along `schedule` (entry 0 = start).
@@ -203,6 +216,22 @@ pub(crate) fn encode_schedule(
     lossless: bool,
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
+) -> Result<Encoded> {
+    encode_resumable(img, model, schedule, lossless, seed, progress, None, false)
+}
+
+/// [`encode_schedule`], optionally starting from `resume` (a snapshot taken on a schedule
+/// with the same first `resume.n + 1` points) and keeping a snapshot before every step.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn encode_resumable(
+    img: &ImageData,
+    model: &dyn Denoiser,
+    schedule: &[SchedulePoint],
+    lossless: bool,
+    seed: u64,
+    progress: &mut dyn FnMut(usize, usize),
+    resume: Option<&Snapshot>,
+    keep: bool,
 ) -> Result<Encoded> {
     let m = model.multiple().max(1);
     let g = Geometry {
@@ -236,15 +265,35 @@ pub(crate) fn encode_schedule(
             }
         }
     }
-    let mut z = start_latent(seed, g.ph, g.pw);
     let nsteps = schedule.len() - 1;
-    let mut reports = Vec::with_capacity(nsteps);
-    let mut net_xhat: Option<Vec<f32>> = None;
-    for n in 0..nsteps {
+    let (first, mut z, mut reports, mut net_xhat) = match resume {
+        Some(r) => {
+            out.extend_from_slice(&r.chunks);
+            (r.n, r.z.clone(), r.reports.clone(), r.xhat.clone())
+        }
+        None => (
+            0,
+            start_latent(seed, g.ph, g.pw),
+            Vec::with_capacity(nsteps),
+            None,
+        ),
+    };
+    let mut snapshots = Vec::new();
+    let head_len = out.len() - resume.map_or(0, |r| r.chunks.len());
+    for n in first..nsteps {
         progress(n, nsteps + usize::from(lossless));
         let (pt, ps) = (schedule[n], schedule[n + 1]);
-        if n > 0 {
+        if n > 0 && !(n == first && net_xhat.is_some()) {
             net_xhat = Some(super::denoise(model, &z, &pt, &g)?);
+        }
+        if keep {
+            snapshots.push(Snapshot {
+                n,
+                z: z.clone(),
+                xhat: net_xhat.clone(),
+                chunks: out[head_len..].to_vec(),
+                reports: reports.clone(),
+            });
         }
         let co = StepCoeffs::new(pt.abar, ps.abar);
         let gain = co.f32s().3;
@@ -317,5 +366,6 @@ pub(crate) fn encode_schedule(
         bytes: out,
         steps: reports,
         loss_bytes,
+        snapshots,
     })
 }

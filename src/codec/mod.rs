@@ -373,7 +373,7 @@ fn rate_control(
 ) -> Result<(encoder::Encoded, f64)> {
     let tab = abar_table();
     let full = preset_schedule(6)?;
-    let enc = encoder::encode_schedule(data, model, &full, false, seed, progress)?;
+    let enc = encoder::encode_resumable(data, model, &full, false, seed, progress, None, true)?;
     // Size of preset q = preamble + HEAD with q + 1 points + first q STEP chunks + END.
     let head_full = 12 + Header::fixed_len() + 24 * full.len();
     let mut fits = 0;
@@ -392,8 +392,11 @@ fn rate_control(
         full[q].logsnr
     };
     let hi = logsnr(tab[1]);
+    // Every trial shares the first q - 1 steps with the full ladder: resume after them.
+    let snap = &enc.snapshots[q - 1];
     let run = |l: f64, progress: &mut dyn FnMut(usize, usize)| {
-        encoder::encode_schedule(data, model, &schedule_to(q, l), false, seed, progress)
+        let s = schedule_to(q, l);
+        encoder::encode_resumable(data, model, &s, false, seed, progress, Some(snap), false)
     };
     let mut best = if fits == 0 {
         let e = run(lo, progress)?;
@@ -406,7 +409,16 @@ fn rate_control(
         }
         (e, lo)
     } else {
-        let e = encoder::encode_schedule(data, model, &full[..=q], false, seed, progress)?;
+        let e = encoder::encode_resumable(
+            data,
+            model,
+            &full[..=q],
+            false,
+            seed,
+            progress,
+            Some(snap),
+            false,
+        )?;
         (e, full[q].logsnr)
     };
     let (mut lo, mut hi) = (lo, hi);
