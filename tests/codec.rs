@@ -8,7 +8,6 @@ use ddpmc::codec::{
     chunk_ends, decode, decode_all_steps, encode, encode_with_report, inspect, Decoder,
     EncodeOptions, Recon,
 };
-use ddpmc::model::Denoiser;
 use ddpmc::Error;
 
 fn opts(q: u8) -> EncodeOptions {
@@ -534,22 +533,4 @@ fn measure_kodak() {
             (bytes.len() as f64 / ideal - 1.0) * 100.0
         );
     }
-}
-
-#[test]
-#[ignore]
-fn time_codec_only() {
-    let m = Analytic::default();
-    let img = image::open("/work/shared/data/kodak/kodim23.png").unwrap();
-    let t = std::time::Instant::now();
-    let bytes = encode(&img, &m, &opts(5)).unwrap();
-    println!("encode {:.2}s", t.elapsed().as_secs_f64());
-    let t = std::time::Instant::now();
-    let _ = decode(&bytes, &m, None, Recon::Denoise).unwrap();
-    println!("decode {:.2}s", t.elapsed().as_secs_f64());
-    let t = std::time::Instant::now();
-    let _ = m
-        .predict_x0(&vec![0.0; 3 * 768 * 512], 512, 768, 0.5, 0.0)
-        .unwrap();
-    println!("one analytic call {:.2}s", t.elapsed().as_secs_f64());
 }
