@@ -110,16 +110,55 @@ fn scale_pred(scale: &[u8], c: usize, by: usize, bx: usize, nby: usize, nbx: usi
     }
 }
 
-/// Prediction of a location index: left neighbour, else upper, else 32 (same channel).
-fn loc_pred(loc: &[u8], c: usize, by: usize, bx: usize, nby: usize, nbx: usize) -> u8 {
+/// Spatial prediction of a location index and its context (SPEC §8.2): the median edge
+/// detector of left a, upper b and upper-left d (same channel) where all exist; else left,
+/// else upper, else 32. Context: 0 when a, b, d are not all present or |a - d| + |b - d| = 0,
+/// 1 when it is 1..=2, 2 above.
+fn loc_med(loc: &[u8], c: usize, by: usize, bx: usize, nby: usize, nbx: usize) -> (i32, usize) {
     let i = (c * nby + by) * nbx + bx;
-    if bx > 0 {
-        loc[i - 1]
+    if bx > 0 && by > 0 {
+        let (a, b, d) = (
+            i32::from(loc[i - 1]),
+            i32::from(loc[i - nbx]),
+            i32::from(loc[i - nbx - 1]),
+        );
+        let p = if d >= a.max(b) {
+            a.min(b)
+        } else if d <= a.min(b) {
+            a.max(b)
+        } else {
+            a + b - d
+        };
+        let act = (a - d).abs() + (b - d).abs();
+        (
+            p,
+            if act == 0 {
+                0
+            } else if act <= 2 {
+                1
+            } else {
+                2
+            },
+        )
+    } else if bx > 0 {
+        (i32::from(loc[i - 1]), 0)
     } else if by > 0 {
-        loc[i - nbx]
+        (i32::from(loc[i - nbx]), 0)
     } else {
-        32
+        (32, 0)
     }
+}
+
+/// Prediction of a location index (SPEC §8.2): the spatial prediction, plus for channel
+/// c > 0 the spatial prediction error of channel c - 1 at the same block; clamped to 0..=63.
+/// Returns (prediction, model number 3 c + context).
+fn loc_pred(loc: &[u8], c: usize, by: usize, bx: usize, nby: usize, nbx: usize) -> (u8, usize) {
+    let (mut p, ctx) = loc_med(loc, c, by, bx, nby, nbx);
+    if c > 0 {
+        let (q, _) = loc_med(loc, c - 1, by, bx, nby, nbx);
+        p += i32::from(loc[((c - 1) * nby + by) * nbx + bx]) - q;
+    }
+    (p.clamp(0, LOC_LEVELS as i32 - 1) as u8, 3 * c + ctx)
 }
 
 struct SideModels {
@@ -130,7 +169,7 @@ struct SideModels {
 impl SideModels {
     fn new() -> Self {
         SideModels {
-            loc: vec![AdaptiveModel::new(LOC_LEVELS); 3],
+            loc: vec![AdaptiveModel::new(LOC_LEVELS); 9],
             scale: vec![AdaptiveModel::new(NUM_SCALES); 4],
         }
     }
@@ -155,9 +194,9 @@ pub(crate) fn code_side<S: SymbolSink>(
             for bx in 0..nbx {
                 let i = (c * nby + by) * nbx + bx;
                 if let Some(loc) = loc {
-                    let p = loc_pred(loc, c, by, bx, nby, nbx);
+                    let (p, mi) = loc_pred(loc, c, by, bx, nby, nbx);
                     let d = (usize::from(loc[i]) + LOC_LEVELS - usize::from(p)) % LOC_LEVELS;
-                    sink.put_adaptive(&mut m.loc[c], d)?;
+                    sink.put_adaptive(&mut m.loc[mi], d)?;
                 }
                 let p = scale_pred(scale, c, by, bx, nby, nbx);
                 let d = (usize::from(scale[i]) + NUM_SCALES - usize::from(p)) % NUM_SCALES;
@@ -182,8 +221,8 @@ pub(crate) fn read_side(r: &mut RangeReader, first: bool, nby: usize, nbx: usize
             for bx in 0..nbx {
                 let i = (c * nby + by) * nbx + bx;
                 if let Some(loc) = loc.as_mut() {
-                    let p = loc_pred(loc, c, by, bx, nby, nbx);
-                    let d = r.get_adaptive(&mut m.loc[c])?;
+                    let (p, mi) = loc_pred(loc, c, by, bx, nby, nbx);
+                    let d = r.get_adaptive(&mut m.loc[mi])?;
                     loc[i] = ((d + usize::from(p)) % LOC_LEVELS) as u8;
                 }
                 let p = scale_pred(&scale, c, by, bx, nby, nbx);
