@@ -382,7 +382,7 @@ fn bpp_target_is_met() {
         // Rate control resumes trials from shared prefixes: the result must equal a fresh
         // encode of the schedule it chose.
         let sched = inspect(&bytes).unwrap().header.schedule;
-        let (fresh, _) = ddpmc::codec::encode_schedule_for_test(&img, &m, &sched).unwrap();
+        let (fresh, _) = ddpmc::codec::encode_with_schedule(&img, &m, &sched).unwrap();
         assert!(fresh == bytes);
     }
 }

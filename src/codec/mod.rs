@@ -583,8 +583,9 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
     })
 }
 
-/// Encode along an explicit schedule (entry 0 = start point); for experiments and tests.
-pub fn encode_schedule_for_test(
+/// Encode along an explicit schedule (entry 0 = the start point, t = 1000), seed 0, no
+/// lossless chunk; returns the bytes and per-step reports. For experiments and tests.
+pub fn encode_with_schedule(
     img: &DynamicImage,
     model: &dyn Denoiser,
     schedule: &[SchedulePoint],
