@@ -590,6 +590,21 @@ pub fn encode_with_schedule(
     model: &dyn Denoiser,
     schedule: &[SchedulePoint],
 ) -> Result<(Vec<u8>, Vec<StepReport>)> {
+    if schedule.len() < 2 || schedule.len() > format::limits::MAX_STEPS + 1 {
+        return Err(Error::param(format!(
+            "schedule of {} points (allowed 2..={})",
+            schedule.len(),
+            format::limits::MAX_STEPS + 1
+        )));
+    }
+    for w in schedule.windows(2) {
+        if !(w[0].abar > 0.0 && w[0].abar < w[1].abar && w[1].abar < 1.0) {
+            return Err(Error::param(format!(
+                "schedule abar values {} -> {} (need 0 < abar strictly increasing < 1)",
+                w[0].abar, w[1].abar
+            )));
+        }
+    }
     let data = ImageData::from_dynamic(img)?;
     let e = encoder::encode_schedule(&data, model, schedule, false, 0, &mut |_, _| {})?;
     Ok((e.bytes, e.steps))
