@@ -18,3 +18,6 @@ pub trait Denoiser: Send + Sync {
     /// The model id: SHA-256 of the weights file's bytes.
     fn id(&self) -> [u8; 32];
 }
+
+pub mod kernels;
+pub mod ops;

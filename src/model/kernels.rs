@@ -1,0 +1,504 @@
+//! Stage 2 (SPEC §7): NHWC compute kernels for the fast path of the epsilon-model.
+//!
+//! Activations are NHWC (`[n, h, w, c]`, a pixel's channels contiguous) so that every layer
+//! reads and writes the same layout and nothing converts between layers.
+//!
+//! A convolution hands each tile of [`TILE`] consecutive output pixels to one single-threaded
+//! call of the `gemm` crate; rayon runs the tiles in parallel. The tile size is a constant,
+//! never derived from the thread count, so every output value is computed by the same sequence
+//! of floating-point operations whatever the number of threads: outputs are bit-identical with
+//! 1, 2 or more threads. The per-pixel kernels (ChanNorm + SiLU, shuffles, concatenation) have
+//! no cross-pixel arithmetic at all.
+//!
+//! The functions here work on slices; `super::ops` wraps them as candle custom ops.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Output pixels per `gemm` call. A constant: changing it changes the last bits of the outputs.
+pub const TILE: usize = 128;
+
+/// Pixels per rayon task in the per-pixel kernels (does not affect results).
+const PIXEL_CHUNK: usize = 256;
+
+/// The ChanNorm epsilon (train/model.py).
+pub const NORM_EPS: f32 = 1e-5;
+
+/// The spatial pattern of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// 1x1 convolution.
+    K1,
+    /// 3x3 convolution with zero padding 1.
+    K3,
+    /// Pixel-unshuffle 2x2 followed by a 1x1 convolution (a 2x2 convolution with stride 2);
+    /// the input channel `c * 4 + dy * 2 + dx` of the 1x1 convolution is pixel `(dy, dx)` of
+    /// channel `c`, as in PyTorch's `pixel_unshuffle`.
+    Down2,
+}
+
+impl Kernel {
+    /// Number of input pixels that feed one output pixel.
+    pub fn taps(self) -> usize {
+        match self {
+            Kernel::K1 => 1,
+            Kernel::K3 => 9,
+            Kernel::Down2 => 4,
+        }
+    }
+
+    /// Output height and width for an input of `h x w`.
+    pub fn out_dims(self, h: usize, w: usize) -> (usize, usize) {
+        match self {
+            Kernel::K1 | Kernel::K3 => (h, w),
+            Kernel::Down2 => (h / 2, w / 2),
+        }
+    }
+}
+
+/// Convolution weights in the layout the kernel wants: a `[taps * cin, cout]` row-major
+/// matrix whose row `tap * cin + ci` holds the weights of input channel `ci` at `tap`
+/// (`ky * 3 + kx` for 3x3, `dy * 2 + dx` for [`Kernel::Down2`]).
+#[derive(Clone, Debug)]
+pub struct ConvWeights {
+    kernel: Kernel,
+    cin: usize,
+    cout: usize,
+    w: Vec<f32>,
+}
+
+impl ConvWeights {
+    /// Converts PyTorch / candle weights `[cout, cin', kh, kw]` (row-major) once.
+    ///
+    /// For [`Kernel::K3`] `cin' = cin`, `kh = kw = 3`; for [`Kernel::K1`] `cin' = cin`,
+    /// `kh = kw = 1`; for [`Kernel::Down2`] the weights are those of the 1x1 convolution that
+    /// follows the pixel-unshuffle: `cin' = 4 * cin`, `kh = kw = 1`.
+    /// Returns `None` when `w.len()` does not match.
+    pub fn from_oihw(kernel: Kernel, w: &[f32], cout: usize, cin: usize) -> Option<Self> {
+        let taps = kernel.taps();
+        if w.len() != cout * cin * taps {
+            return None;
+        }
+        let mut out = vec![0.0f32; taps * cin * cout];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for t in 0..taps {
+                    // K3: source index (co, ci, ky, kx); Down2: (co, ci * 4 + t).
+                    out[(t * cin + ci) * cout + co] = w[(co * cin + ci) * taps + t];
+                }
+            }
+        }
+        Some(ConvWeights {
+            kernel,
+            cin,
+            cout,
+            w: out,
+        })
+    }
+
+    /// The spatial pattern.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Input channels (before the pixel-unshuffle for [`Kernel::Down2`]).
+    pub fn cin(&self) -> usize {
+        self.cin
+    }
+
+    /// Output channels.
+    pub fn cout(&self) -> usize {
+        self.cout
+    }
+
+    /// Multiply-adds x 2 per output pixel.
+    pub fn flops_per_pixel(&self) -> usize {
+        2 * self.kernel.taps() * self.cin * self.cout
+    }
+}
+
+thread_local! {
+    static PATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `out = conv(x) + bias (+ residual)` for `n` NHWC images of `h x w x cin`.
+///
+/// `out` (and `residual`) are `n x ho x wo x cout` with `(ho, wo) = kernel.out_dims(h, w)`.
+/// For [`Kernel::Down2`], `h` and `w` must be even.
+///
+/// # Panics
+/// If a slice length does not match the dimensions (callers check; see `super::ops`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv(
+    x: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    wt: &ConvWeights,
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (cin, cout) = (wt.cin, wt.cout);
+    let (ho, wo) = wt.kernel.out_dims(h, w);
+    assert_eq!(x.len(), n * h * w * cin);
+    assert_eq!(out.len(), n * ho * wo * cout);
+    assert_eq!(bias.len(), cout);
+    if let Some(r) = residual {
+        assert_eq!(r.len(), out.len());
+    }
+    if wt.kernel == Kernel::Down2 {
+        assert!(h % 2 == 0 && w % 2 == 0);
+    }
+    let img_in = h * w * cin;
+    let img_out = ho * wo * cout;
+    if img_out == 0 {
+        return;
+    }
+    for (b, ob) in out.chunks_mut(img_out).enumerate() {
+        let xb = &x[b * img_in..(b + 1) * img_in];
+        let rb = residual.map(|r| &r[b * img_out..(b + 1) * img_out]);
+        // One task per tile; tile boundaries never depend on the thread count.
+        ob.par_chunks_mut(TILE * cout)
+            .enumerate()
+            .for_each(|(t, dst)| conv_tile(xb, h, w, wt, bias, rb, t * TILE, dst));
+    }
+}
+
+/// One tile of [`conv`]: output pixels `p0..p0 + dst.len() / cout` of one image.
+#[allow(clippy::too_many_arguments)]
+fn conv_tile(
+    xb: &[f32],
+    h: usize,
+    w: usize,
+    wt: &ConvWeights,
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    p0: usize,
+    dst: &mut [f32],
+) {
+    let (cin, cout) = (wt.cin, wt.cout);
+    let wo = wt.kernel.out_dims(h, w).1;
+    let m = dst.len() / cout;
+    match residual {
+        Some(r) => {
+            let rb = &r[p0 * cout..(p0 + m) * cout];
+            for (d, rr) in dst.chunks_exact_mut(cout).zip(rb.chunks_exact(cout)) {
+                for ((d, &rv), &bv) in d.iter_mut().zip(rr).zip(bias) {
+                    *d = rv + bv;
+                }
+            }
+        }
+        None => {
+            for d in dst.chunks_exact_mut(cout) {
+                d.copy_from_slice(bias);
+            }
+        }
+    }
+    match wt.kernel {
+        Kernel::K1 => unsafe {
+            gemm_acc(dst, m, cout, cin, xb[p0 * cin..].as_ptr(), cin, &wt.w);
+        },
+        Kernel::K3 | Kernel::Down2 => PATCH.with(|cell| {
+            let mut patch = cell.borrow_mut();
+            let k = wt.kernel.taps() * cin;
+            patch.resize(TILE * k, 0.0);
+            let patch = &mut patch[..m * k];
+            if wt.kernel == Kernel::K3 {
+                im2col_3x3(xb, h, w, cin, p0, patch);
+            } else {
+                im2col_down2(xb, w, wo, cin, p0, patch);
+            }
+            unsafe { gemm_acc(dst, m, cout, k, patch.as_ptr(), k, &wt.w) };
+        }),
+    }
+}
+
+/// `dst[m x n] += lhs[m x k] * rhs[k x n]`; `dst` and `rhs` row-major and contiguous, `lhs`
+/// row-major with row stride `lhs_rs`. Single-threaded.
+///
+/// # Safety
+/// `lhs` must be valid for reads of `(m - 1) * lhs_rs + k` floats.
+unsafe fn gemm_acc(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: *const f32,
+    lhs_rs: usize,
+    rhs: &[f32],
+) {
+    debug_assert_eq!(dst.len(), m * n);
+    debug_assert_eq!(rhs.len(), k * n);
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst.as_mut_ptr(),
+        1,
+        n as isize,
+        true,
+        lhs,
+        1,
+        lhs_rs as isize,
+        rhs.as_ptr(),
+        1,
+        n as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
+}
+
+/// Rows `p0..p0 + m` (output pixels, `m = patch.len() / (9 * c)`) of the im2col matrix of a
+/// 3x3 convolution with zero padding 1: row = `[tap (ky, kx)][c]`.
+fn im2col_3x3(x: &[f32], h: usize, w: usize, c: usize, p0: usize, patch: &mut [f32]) {
+    let k = 9 * c;
+    for (i, row) in patch.chunks_exact_mut(k).enumerate() {
+        let p = p0 + i;
+        let (y, xx) = (p / w, p % w);
+        for ky in 0..3 {
+            let dst = &mut row[ky * 3 * c..(ky + 1) * 3 * c];
+            let sy = y + ky;
+            if sy == 0 || sy > h {
+                dst.fill(0.0);
+                continue;
+            }
+            let src_row = &x[(sy - 1) * w * c..sy * w * c];
+            if xx >= 1 && xx + 1 < w {
+                dst.copy_from_slice(&src_row[(xx - 1) * c..(xx + 2) * c]);
+            } else {
+                for kx in 0..3 {
+                    let sx = xx + kx;
+                    let d = &mut dst[kx * c..(kx + 1) * c];
+                    if sx == 0 || sx > w {
+                        d.fill(0.0);
+                    } else {
+                        d.copy_from_slice(&src_row[(sx - 1) * c..sx * c]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows `p0..` of the im2col matrix of [`Kernel::Down2`]: row = `[dy][dx][c]`.
+fn im2col_down2(x: &[f32], w: usize, wo: usize, c: usize, p0: usize, patch: &mut [f32]) {
+    let k = 4 * c;
+    for (i, row) in patch.chunks_exact_mut(k).enumerate() {
+        let p = p0 + i;
+        let (y, xx) = (p / wo, p % wo);
+        for dy in 0..2 {
+            let s = ((2 * y + dy) * w + 2 * xx) * c;
+            row[dy * 2 * c..(dy + 1) * 2 * c].copy_from_slice(&x[s..s + 2 * c]);
+        }
+    }
+}
+
+/// Per-pixel LayerNorm over the channels (ChanNorm, eps [`NORM_EPS`], affine), optionally
+/// followed by SiLU: `x` and `out` are `[pixels, c]`.
+pub fn chan_norm_silu(
+    x: &[f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    silu: bool,
+    out: &mut [f32],
+) {
+    assert_eq!(x.len(), out.len());
+    assert!(c > 0 && x.len() % c == 0);
+    assert!(gamma.len() == c && beta.len() == c);
+    out.par_chunks_mut(PIXEL_CHUNK * c)
+        .zip(x.par_chunks(PIXEL_CHUNK * c))
+        .for_each(|(o, xi)| {
+            for (op, xp) in o.chunks_exact_mut(c).zip(xi.chunks_exact(c)) {
+                norm_pixel(xp, gamma, beta, silu, op);
+            }
+        });
+}
+
+const LANES: usize = 8;
+
+/// Sum with a fixed lane structure (vectorisable, and the same on every machine).
+#[inline(always)]
+fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut it = v.chunks_exact(LANES);
+    for ch in &mut it {
+        for l in 0..LANES {
+            acc[l] += f(ch[l]);
+        }
+    }
+    for (l, &r) in it.remainder().iter().enumerate() {
+        acc[l] += f(r);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+#[inline(always)]
+fn norm_pixel(x: &[f32], gamma: &[f32], beta: &[f32], silu: bool, out: &mut [f32]) {
+    let c = x.len() as f32;
+    let mu = lane_sum(x, |v| v) / c;
+    let var = lane_sum(x, |v| (v - mu) * (v - mu)) / c;
+    let inv = 1.0 / (var + NORM_EPS).sqrt();
+    if silu {
+        for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+            let y = (v - mu) * inv * g + b;
+            *o = y / (1.0 + exp(-y));
+        }
+    } else {
+        for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+            *o = (v - mu) * inv * g + b;
+        }
+    }
+}
+
+/// `exp(x)` in plain IEEE arithmetic (vectorisable; relative error about 2e-7); saturates
+/// to 0 below -87.3 and to about 1.7e38 above 88.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let x = x.clamp(-87.3, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // exp(r) on |r| <= ln2 / 2 (Cephes expf coefficients).
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let er = (p * r) * r + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    er * scale
+}
+
+/// NHWC pixel-shuffle 2x2: `[n, h, w, 4c] -> [n, 2h, 2w, c]`, input channel
+/// `c * 4 + dy * 2 + dx` going to pixel `(2y + dy, 2x + dx)` (PyTorch's `pixel_shuffle`).
+pub fn pixel_shuffle(x: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f32]) {
+    assert_eq!(x.len(), n * h * w * 4 * c);
+    assert_eq!(out.len(), x.len());
+    if out.is_empty() {
+        return;
+    }
+    // One task per output row.
+    out.par_chunks_mut(2 * w * c)
+        .enumerate()
+        .for_each(|(r, orow)| {
+            let (b, oy) = (r / (2 * h), r % (2 * h));
+            let (y, dy) = (oy / 2, oy % 2);
+            let irow = &x[(b * h + y) * w * 4 * c..(b * h + y + 1) * w * 4 * c];
+            for xx in 0..w {
+                let ip = &irow[xx * 4 * c..(xx + 1) * 4 * c];
+                for dx in 0..2 {
+                    let op = &mut orow[(2 * xx + dx) * c..(2 * xx + dx + 1) * c];
+                    for (ci, o) in op.iter_mut().enumerate() {
+                        *o = ip[ci * 4 + dy * 2 + dx];
+                    }
+                }
+            }
+        });
+}
+
+/// NHWC pixel-unshuffle 2x2: `[n, h, w, c] -> [n, h/2, w/2, 4c]`, the inverse of
+/// [`pixel_shuffle`]. `h` and `w` must be even.
+pub fn pixel_unshuffle(x: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f32]) {
+    assert!(h % 2 == 0 && w % 2 == 0);
+    assert_eq!(x.len(), n * h * w * c);
+    assert_eq!(out.len(), x.len());
+    if out.is_empty() {
+        return;
+    }
+    let (ho, wo) = (h / 2, w / 2);
+    out.par_chunks_mut(wo * 4 * c)
+        .enumerate()
+        .for_each(|(r, orow)| {
+            let (b, y) = (r / ho, r % ho);
+            for dy in 0..2 {
+                let irow = &x[(b * h + 2 * y + dy) * w * c..(b * h + 2 * y + dy + 1) * w * c];
+                for xx in 0..wo {
+                    let op = &mut orow[xx * 4 * c..(xx + 1) * 4 * c];
+                    for dx in 0..2 {
+                        let ip = &irow[(2 * xx + dx) * c..(2 * xx + dx + 1) * c];
+                        for (ci, &v) in ip.iter().enumerate() {
+                            op[ci * 4 + dy * 2 + dx] = v;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Planar `[n, c, h, w]` -> NHWC pixel-unshuffled `[n, h/2, w/2, 4c]` (channel
+/// `c * 4 + dy * 2 + dx`): the network's input stage in one pass.
+pub fn nchw_unshuffle_to_nhwc(x: &[f32], n: usize, c: usize, h: usize, w: usize, out: &mut [f32]) {
+    assert!(h % 2 == 0 && w % 2 == 0);
+    assert_eq!(x.len(), n * c * h * w);
+    assert_eq!(out.len(), x.len());
+    if out.is_empty() {
+        return;
+    }
+    let (ho, wo) = (h / 2, w / 2);
+    out.par_chunks_mut(wo * 4 * c)
+        .enumerate()
+        .for_each(|(r, orow)| {
+            let (b, y) = (r / ho, r % ho);
+            for ci in 0..c {
+                for dy in 0..2 {
+                    let plane = &x[((b * c + ci) * h + 2 * y + dy) * w..][..w];
+                    for xx in 0..wo {
+                        for dx in 0..2 {
+                            orow[xx * 4 * c + ci * 4 + dy * 2 + dx] = plane[2 * xx + dx];
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// NHWC `[n, h, w, 4c]` -> planar pixel-shuffled `[n, c, 2h, 2w]`: the inverse of
+/// [`nchw_unshuffle_to_nhwc`], the network's output stage in one pass.
+pub fn nhwc_shuffle_to_nchw(x: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f32]) {
+    assert_eq!(x.len(), n * h * w * 4 * c);
+    assert_eq!(out.len(), x.len());
+    if out.is_empty() {
+        return;
+    }
+    // One task per output row of one channel plane.
+    out.par_chunks_mut(2 * w).enumerate().for_each(|(r, orow)| {
+        let (plane, oy) = (r / (2 * h), r % (2 * h));
+        let (b, ci) = (plane / c, plane % c);
+        let (y, dy) = (oy / 2, oy % 2);
+        let irow = &x[(b * h + y) * w * 4 * c..(b * h + y + 1) * w * 4 * c];
+        for xx in 0..w {
+            for dx in 0..2 {
+                orow[2 * xx + dx] = irow[xx * 4 * c + ci * 4 + dy * 2 + dx];
+            }
+        }
+    });
+}
+
+/// NHWC channel concatenation: `[p, ca]` and `[p, cb]` -> `[p, ca + cb]`.
+pub fn concat_channels(a: &[f32], ca: usize, b: &[f32], cb: usize, out: &mut [f32]) {
+    let c = ca + cb;
+    assert!(ca > 0 && cb > 0);
+    assert_eq!(a.len() / ca, b.len() / cb);
+    assert_eq!(out.len(), a.len() + b.len());
+    out.par_chunks_mut(PIXEL_CHUNK * c)
+        .enumerate()
+        .for_each(|(i, o)| {
+            let p0 = i * PIXEL_CHUNK;
+            for (j, op) in o.chunks_exact_mut(c).enumerate() {
+                let p = p0 + j;
+                op[..ca].copy_from_slice(&a[p * ca..(p + 1) * ca]);
+                op[ca..].copy_from_slice(&b[p * cb..(p + 1) * cb]);
+            }
+        });
+}
