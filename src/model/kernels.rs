@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Output pixels per `gemm` call. A constant: changing it changes the last bits of the outputs.
-pub const TILE: usize = 128;
+pub const TILE: usize = 192;
 
 /// Pixels per rayon task in the per-pixel kernels (does not affect results).
 const PIXEL_CHUNK: usize = 256;
