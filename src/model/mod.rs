@@ -21,3 +21,8 @@ pub trait Denoiser: Send + Sync {
 
 pub mod kernels;
 pub mod ops;
+pub mod unet;
+pub mod weights;
+
+pub use unet::{Tiling, UNet, UNetConfig};
+pub use weights::{default_model, id_hex, model_id, DEFAULT_WEIGHTS};
