@@ -2,9 +2,15 @@
 //! shapes for a 768x512 image, next to one plain multi-threaded `gemm` call of the same shape
 //! (the machine's attainable matrix-multiply rate) measured in the same run.
 //!
-//! Run: `cargo bench --bench kernels` (threads: RAYON_NUM_THREADS; repetitions: BENCH_REPS).
+//! Then the default network's forward pass on a 3x512x768 latent: fast NHWC path and candle's
+//! reference path, time and GFLOP/s (convolution FLOPs as `train/model.py` counts them), next
+//! to one `gemm` call of the same FLOPs.
+//!
+//! Run: `cargo bench --bench kernels [-- conv|net|fast]` (threads: RAYON_NUM_THREADS; repetitions:
+//! BENCH_REPS).
 
 use ddpmc::model::kernels::{self, ConvWeights, Kernel};
+use ddpmc::model::{default_model, Denoiser};
 use std::time::Instant;
 
 fn fill(n: usize, seed: u32) -> Vec<f32> {
@@ -62,6 +68,120 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |s: &str| which.is_empty() || which.iter().any(|a| a == s);
+    if want("conv") {
+        bench_conv(reps);
+    }
+    if want("net") {
+        bench_net(reps);
+    }
+    if want("ops") {
+        bench_ops(reps);
+    }
+    if which.iter().any(|a| a == "fast") {
+        // The fast forward pass alone, for profiling (`perf record`).
+        let (w, h) = (768usize, 512usize);
+        let net = default_model().expect("default model");
+        let z: Vec<f32> = fill(3 * h * w, 7);
+        let t = best(reps, || {
+            net.predict_x0(&z, h, w, 0.5, 0.0).unwrap();
+        });
+        println!("fast forward {w}x{h}: best {t:.3} s");
+    }
+}
+
+fn bench_net(reps: usize) {
+    let (w, h) = (768usize, 512usize);
+    let net = default_model().expect("default model");
+    let flop = net.config().flops_per_pixel() * (w * h) as f64;
+    let z: Vec<f32> = fill(3 * h * w, 7);
+    let (abar, lam) = (0.5, 0.0);
+    let t_fast = best(reps, || {
+        net.predict_x0(&z, h, w, abar, lam).unwrap();
+    });
+    // One gemm of the same FLOPs: m = pixels at level 0, n = 96, k to match.
+    let (m, n) = (w * h / 4, 96usize);
+    let k = (flop / (2.0 * (m * n) as f64)).round() as usize;
+    let a = fill(m * k, 8);
+    let b = fill(k * n, 9);
+    let mut d = vec![0.0f32; m * n];
+    let t_gemm = best(reps, || plain_gemm(m, n, k, &a, &b, &mut d));
+    let gemm_flop = 2.0 * (m * n * k) as f64;
+    let reference = net.clone().reference_path();
+    let t_ref = best(reps.min(2), || {
+        reference.predict_x0(&z, h, w, abar, lam).unwrap();
+    });
+    println!(
+        "\nnetwork forward, {w}x{h} (3x{h}x{w} latent), {:.0} FLOPs/pixel = {:.2} GFLOP; {} threads",
+        net.config().flops_per_pixel(),
+        flop / 1e9,
+        rayon::current_num_threads()
+    );
+    println!("{:>22} {:>10} {:>10}", "", "seconds", "GFLOP/s");
+    println!(
+        "{:>22} {:>10.3} {:>10.1}",
+        "fast (NHWC kernels)",
+        t_fast,
+        flop / t_fast / 1e9
+    );
+    println!(
+        "{:>22} {:>10.3} {:>10.1}",
+        "candle reference",
+        t_ref,
+        flop / t_ref / 1e9
+    );
+    println!(
+        "{:>22} {:>10.3} {:>10.1}",
+        format!("gemm {m}x{n}x{k}"),
+        t_gemm,
+        gemm_flop / t_gemm / 1e9
+    );
+}
+
+/// The per-pixel kernels at the finest level's shape (384x256 pixels, 48 channels).
+fn bench_ops(reps: usize) {
+    let (h, w, c) = (256usize, 384usize, 48usize);
+    let p = h * w;
+    let x = fill(p * c, 11);
+    let g = fill(c, 12);
+    let b = fill(c, 13);
+    let mut out = vec![0.0f32; p * c];
+    let mut out2 = vec![0.0f32; 2 * p * c];
+    println!("\nper-pixel kernels at {w}x{h}x{c}");
+    let report = |name: &str, t: f64, elems: usize| {
+        println!(
+            "{name:>24} {:>8.2} ms {:>7.2} ns/value {:>6.1} GB/s",
+            t * 1e3,
+            t * 1e9 / elems as f64,
+            (8 * elems) as f64 / t / 1e9
+        )
+    };
+    let t = best(reps, || {
+        kernels::chan_norm_silu(&x, c, &g, &b, true, &mut out)
+    });
+    report("chan_norm + silu", t, p * c);
+    let t = best(reps, || {
+        kernels::chan_norm_silu(&x, c, &g, &b, false, &mut out)
+    });
+    report("chan_norm", t, p * c);
+    let t = best(reps, || kernels::concat_channels(&x, c, &x, c, &mut out2));
+    report("concat", t, 2 * p * c);
+    let t = best(reps, || {
+        kernels::pixel_shuffle(&x, 1, h / 2, w / 2, c, &mut out)
+    });
+    report("pixel_shuffle", t, p * c);
+    let t = best(reps, || {
+        let v = vec![0.0f32; p * c];
+        std::hint::black_box(&v);
+    });
+    report("alloc zeroed", t, p * c);
+}
+
+fn bench_conv(reps: usize) {
     let (iw, ih) = (768usize, 512usize);
     println!(
         "conv3x3 NHWC at the network's levels for a {iw}x{ih} image; tile {} pixels; {} threads; best of {reps}",
@@ -83,7 +203,9 @@ fn main() {
             let bias = fill(c, 3);
             let mut out = vec![0.0f32; p * c];
             let flop = (p * wt.flops_per_pixel()) as f64;
-            let t_conv = best(reps, || kernels::conv(&x, 1, h, w, &wt, &bias, None, &mut out));
+            let t_conv = best(reps, || {
+                kernels::conv(&x, 1, h, w, &wt, &bias, None, &mut out)
+            });
             let a = fill(p * 9 * cin, 4);
             let b = fill(9 * cin * c, 5);
             let mut d = vec![0.0f32; p * c];
