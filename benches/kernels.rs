@@ -94,13 +94,42 @@ fn main() {
     }
 }
 
+/// CPU seconds (user + system, all threads) this process has used so far, from
+/// /proc/self/stat (Linux; 10 ms resolution); `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Best wall time and mean CPU time (all threads) of `reps` runs after one warm-up run.
+fn timed(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let c0 = cpu_seconds();
+    let wall = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    let cpu = match (c0, cpu_seconds()) {
+        (Some(a), Some(b)) => (b - a) / reps as f64,
+        _ => f64::NAN,
+    };
+    (wall, cpu)
+}
+
 fn bench_net(reps: usize) {
     let (w, h) = (768usize, 512usize);
     let net = default_model().expect("default model");
     let flop = net.config().flops_per_pixel() * (w * h) as f64;
     let z: Vec<f32> = fill(3 * h * w, 7);
     let (abar, lam) = (0.5, 0.0);
-    let t_fast = best(reps, || {
+    let fast = timed(reps, || {
         net.predict_x0(&z, h, w, abar, lam).unwrap();
     });
     // One gemm of the same FLOPs: m = pixels at level 0, n = 96, k to match.
@@ -109,10 +138,10 @@ fn bench_net(reps: usize) {
     let a = fill(m * k, 8);
     let b = fill(k * n, 9);
     let mut d = vec![0.0f32; m * n];
-    let t_gemm = best(reps, || plain_gemm(m, n, k, &a, &b, &mut d));
+    let gemm = timed(reps, || plain_gemm(m, n, k, &a, &b, &mut d));
     let gemm_flop = 2.0 * (m * n * k) as f64;
     let reference = net.clone().reference_path();
-    let t_ref = best(reps.min(2), || {
+    let candle = timed(reps.min(2), || {
         reference.predict_x0(&z, h, w, abar, lam).unwrap();
     });
     println!(
@@ -121,25 +150,21 @@ fn bench_net(reps: usize) {
         flop / 1e9,
         rayon::current_num_threads()
     );
-    println!("{:>22} {:>10} {:>10}", "", "seconds", "GFLOP/s");
     println!(
-        "{:>22} {:>10.3} {:>10.1}",
-        "fast (NHWC kernels)",
-        t_fast,
-        flop / t_fast / 1e9
+        "{:>22} {:>9} {:>9} {:>9} {:>11}",
+        "", "wall s", "GFLOP/s", "CPU s", "GFLOP/CPU-s"
     );
-    println!(
-        "{:>22} {:>10.3} {:>10.1}",
-        "candle reference",
-        t_ref,
-        flop / t_ref / 1e9
-    );
-    println!(
-        "{:>22} {:>10.3} {:>10.1}",
-        format!("gemm {m}x{n}x{k}"),
-        t_gemm,
-        gemm_flop / t_gemm / 1e9
-    );
+    for (name, (wall, cpu), fl) in [
+        ("fast (NHWC kernels)".to_string(), fast, flop),
+        ("candle reference".to_string(), candle, flop),
+        (format!("gemm {m}x{n}x{k}"), gemm, gemm_flop),
+    ] {
+        println!(
+            "{name:>22} {wall:>9.3} {:>9.1} {cpu:>9.3} {:>11.1}",
+            fl / wall / 1e9,
+            fl / cpu / 1e9
+        );
+    }
 }
 
 /// The per-pixel kernels at the finest level's shape (384x256 pixels, 48 channels).
@@ -204,7 +229,7 @@ fn bench_conv(reps: usize) {
             let mut out = vec![0.0f32; p * c];
             let flop = (p * wt.flops_per_pixel()) as f64;
             let t_conv = best(reps, || {
-                kernels::conv(&x, 1, h, w, &wt, &bias, None, &mut out)
+                kernels::conv(&x, 1, h, w, &wt, &bias, None, None, &mut out)
             });
             let a = fill(p * 9 * cin, 4);
             let b = fill(9 * cin * c, 5);

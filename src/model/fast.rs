@@ -5,7 +5,7 @@
 //! [`super::ops`]: convolutions are tiled `gemm` calls with a constant tile size, so outputs
 //! are bit-identical whatever the thread count. Layout conversions happen only at the ends,
 //! fused with the stem's pixel-unshuffle and the output's pixel-shuffle. Fusions: ChanNorm +
-//! SiLU in one pass; each convolution adds its bias, the ResBlock's noise-level embedding
+//! SiLU in one pass, and in the output pass of a ResBlock's first convolution; each convolution adds its bias, the ResBlock's noise-level embedding
 //! (folded into conv1's bias) and the residual (conv2) while it writes its output; Down's
 //! pixel-unshuffle is part of its convolution's input gather.
 //!
@@ -72,20 +72,24 @@ impl FastNorm {
 #[derive(Debug, Clone)]
 struct FastResBlock {
     norm1: FastNorm,
+    /// conv1 with norm2 + SiLU fused into its output pass.
     conv1: FastConv,
     emb: Linear,
-    norm2: FastNorm,
     conv2: FastConv,
     skip: Option<FastConv>,
 }
 
 impl FastResBlock {
     fn new(vb: VarBuilder, cin: usize, cout: usize, emb_dim: usize) -> candle_core::Result<Self> {
+        let conv1 = FastConv::new(vb.pp("conv1"), Kernel::K3, cin, cout)?;
+        let norm2 = FastNorm::new(vb.pp("norm2"), cout)?;
         Ok(FastResBlock {
             norm1: FastNorm::new(vb.pp("norm1"), cin)?,
-            conv1: FastConv::new(vb.pp("conv1"), Kernel::K3, cin, cout)?,
+            conv1: FastConv {
+                op: conv1.op.with_norm_silu(&norm2.weight, &norm2.bias)?,
+                bias: conv1.bias,
+            },
             emb: candle_nn::linear(emb_dim, cout, vb.pp("emb"))?,
-            norm2: FastNorm::new(vb.pp("norm2"), cout)?,
             conv2: FastConv::new(vb.pp("conv2"), Kernel::K3, cout, cout)?,
             skip: if cin != cout {
                 Some(FastConv::new(vb.pp("skip"), Kernel::K1, cin, cout)?)
@@ -99,6 +103,7 @@ impl FastResBlock {
     fn forward(&self, x: &Tensor, e: &Tensor) -> candle_core::Result<Tensor> {
         // conv1's bias plus this block's embedding term: one per-channel vector.
         let bias1 = (&self.conv1.bias + self.emb.forward(e)?.flatten_all()?)?;
+        // SiLU(norm2(conv1(SiLU(norm1(x))) + bias1)), the norm fused into the convolution.
         let h = self
             .conv1
             .op
@@ -107,7 +112,7 @@ impl FastResBlock {
             Some(s) => s.forward(x, None)?,
             None => x.clone(),
         };
-        self.conv2.forward(&self.norm2.norm_silu(&h)?, Some(&s))
+        self.conv2.forward(&h, Some(&s))
     }
 }
 

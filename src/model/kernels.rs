@@ -120,9 +120,13 @@ impl ConvWeights {
 
 thread_local! {
     static PATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static TILE_COPY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `out = conv(x) + bias (+ residual)` for `n` NHWC images of `h x w x cin`.
+/// `out = conv(x) + bias (+ residual)` for `n` NHWC images of `h x w x cin`, followed by
+/// SiLU(ChanNorm) with the affine parameters `post = (gamma, beta)` when given (fused: each
+/// tile is normalised while it is in cache; the result is bit-identical to [`chan_norm_silu`]
+/// applied afterwards).
 ///
 /// `out` (and `residual`) are `n x ho x wo x cout` with `(ho, wo) = kernel.out_dims(h, w)`.
 /// For [`Kernel::Down2`], `h` and `w` must be even.
@@ -138,6 +142,7 @@ pub fn conv(
     wt: &ConvWeights,
     bias: &[f32],
     residual: Option<&[f32]>,
+    post: Option<(&[f32], &[f32])>,
     out: &mut [f32],
 ) {
     let (cin, cout) = (wt.cin, wt.cout);
@@ -147,6 +152,9 @@ pub fn conv(
     assert_eq!(bias.len(), cout);
     if let Some(r) = residual {
         assert_eq!(r.len(), out.len());
+    }
+    if let Some((g, b)) = post {
+        assert!(g.len() == cout && b.len() == cout);
     }
     if wt.kernel == Kernel::Down2 {
         assert!(h % 2 == 0 && w % 2 == 0);
@@ -162,7 +170,7 @@ pub fn conv(
         // One task per tile; tile boundaries never depend on the thread count.
         ob.par_chunks_mut(TILE * cout)
             .enumerate()
-            .for_each(|(t, dst)| conv_tile(xb, h, w, wt, bias, rb, t * TILE, dst));
+            .for_each(|(t, dst)| conv_tile(xb, h, w, wt, bias, rb, post, t * TILE, dst));
     }
 }
 
@@ -175,6 +183,7 @@ fn conv_tile(
     wt: &ConvWeights,
     bias: &[f32],
     residual: Option<&[f32]>,
+    post: Option<(&[f32], &[f32])>,
     p0: usize,
     dst: &mut [f32],
 ) {
@@ -212,6 +221,14 @@ fn conv_tile(
             }
             unsafe { gemm_acc(dst, m, cout, k, patch.as_ptr(), k, &wt.w) };
         }),
+    }
+    if let Some((g, b)) = post {
+        TILE_COPY.with(|cell| {
+            let mut copy = cell.borrow_mut();
+            copy.clear();
+            copy.extend_from_slice(dst);
+            norm_pixels(&copy, g, b, true, dst);
+        });
     }
 }
 

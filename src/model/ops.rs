@@ -35,6 +35,8 @@ fn nhwc(l: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
 #[derive(Clone, Debug)]
 pub struct Conv {
     w: Arc<ConvWeights>,
+    /// Fused SiLU(ChanNorm) on the output: (gamma, beta).
+    post: Option<Arc<(Vec<f32>, Vec<f32>)>>,
 }
 
 impl Conv {
@@ -59,9 +61,39 @@ impl Conv {
             .flatten_all()?
             .to_vec1::<f32>()?;
         match ConvWeights::from_oihw(kernel, &v, cout, cin) {
-            Some(w) => Ok(Conv { w: Arc::new(w) }),
+            Some(w) => Ok(Conv {
+                w: Arc::new(w),
+                post: None,
+            }),
             None => bail!("conv weight: shape {dims:?} does not fit kernel {kernel:?}"),
         }
+    }
+
+    /// The same convolution followed by SiLU(ChanNorm(.)) with affine parameters `gamma` and
+    /// `beta` (`cout` values each), fused into the convolution's output pass.
+    pub fn with_norm_silu(&self, gamma: &Tensor, beta: &Tensor) -> Result<Self> {
+        let v = |t: &Tensor| {
+            t.to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+        };
+        let (g, b) = (v(gamma)?, v(beta)?);
+        if g.len() != self.w.cout() || b.len() != self.w.cout() {
+            bail!(
+                "conv: norm parameters have {} and {} values, expected {}",
+                g.len(),
+                b.len(),
+                self.w.cout()
+            );
+        }
+        Ok(Conv {
+            w: self.w.clone(),
+            post: Some(Arc::new((g, b))),
+        })
+    }
+
+    fn post(&self) -> Option<(&[f32], &[f32])> {
+        self.post.as_ref().map(|p| (&p.0[..], &p.1[..]))
     }
 
     /// The converted weights.
@@ -118,7 +150,7 @@ impl CustomOp2 for Conv {
         let x = data(s1, l1, "conv")?;
         let b = data(s2, l2, "conv")?;
         let mut out = vec![0.0f32; shape.elem_count()];
-        kernels::conv(x, n, h, w, &self.w, b, None, &mut out);
+        kernels::conv(x, n, h, w, &self.w, b, None, self.post(), &mut out);
         Ok((CpuStorage::F32(out), shape))
     }
 }
@@ -149,7 +181,7 @@ impl CustomOp3 for Conv {
         let b = data(s2, l2, "conv")?;
         let r = data(s3, l3, "conv")?;
         let mut out = vec![0.0f32; shape.elem_count()];
-        kernels::conv(x, n, h, w, &self.w, b, Some(r), &mut out);
+        kernels::conv(x, n, h, w, &self.w, b, Some(r), self.post(), &mut out);
         Ok((CpuStorage::F32(out), shape))
     }
 }
@@ -434,6 +466,17 @@ mod tests {
             let d = max_diff(&got, &want);
             assert!(d < 1e-5, "case {i} ({kernel:?}): max diff {d}");
         }
+    }
+
+    #[test]
+    fn fused_norm_equals_separate_norm() {
+        let x = rand(&[1, 20, 30, 24], 5);
+        let wt = (rand(&[40, 24, 3, 3], 6) * 0.1).unwrap();
+        let (b, g, be) = (rand(&[40], 7), rand(&[40], 8), rand(&[40], 9));
+        let conv = Conv::new(Kernel::K3, &wt).unwrap();
+        let fused = conv.with_norm_silu(&g, &be).unwrap();
+        let separate = chan_norm(&conv.forward(&x, &b, None).unwrap(), &g, &be, true).unwrap();
+        assert_eq!(bits(&fused.forward(&x, &b, None).unwrap()), bits(&separate));
     }
 
     #[test]
