@@ -5,7 +5,8 @@
 //! [`super::ops`]: convolutions are tiled `gemm` calls with a constant tile size, so outputs
 //! are bit-identical whatever the thread count. Layout conversions happen only at the ends,
 //! fused with the stem's pixel-unshuffle and the output's pixel-shuffle. Fusions: ChanNorm +
-//! SiLU in one pass, and in the output pass of a ResBlock's first convolution; each convolution adds its bias, the ResBlock's noise-level embedding
+//! SiLU in one pass (reading the skip concatenation's two halves directly, as the skip
+//! convolution does: the concatenation is never built), and in the output pass of a ResBlock's first convolution; each convolution adds its bias, the ResBlock's noise-level embedding
 //! (folded into conv1's bias) and the residual (conv2) while it writes its output; Down's
 //! pixel-unshuffle is part of its convolution's input gather.
 //!
@@ -52,13 +53,19 @@ impl FastConv {
 struct FastNorm {
     weight: Tensor,
     bias: Tensor,
+    /// `(2, c)`: weight and bias, for [`ops::chan_norm_concat`].
+    weight_bias: Tensor,
 }
 
 impl FastNorm {
     fn new(vb: VarBuilder, c: usize) -> candle_core::Result<Self> {
+        let weight = vb.get(c, "weight")?.to_dtype(DType::F32)?;
+        let bias = vb.get(c, "bias")?.to_dtype(DType::F32)?;
+        let weight_bias = Tensor::stack(&[&weight, &bias], 0)?;
         Ok(FastNorm {
-            weight: vb.get(c, "weight")?.to_dtype(DType::F32)?,
-            bias: vb.get(c, "bias")?.to_dtype(DType::F32)?,
+            weight,
+            bias,
+            weight_bias,
         })
     }
 
@@ -101,18 +108,31 @@ impl FastResBlock {
 
     /// `x`: NHWC; `e`: the embedding after the MLP, (1, emb_dim), shared by the batch.
     fn forward(&self, x: &Tensor, e: &Tensor) -> candle_core::Result<Tensor> {
-        // conv1's bias plus this block's embedding term: one per-channel vector.
-        let bias1 = (&self.conv1.bias + self.emb.forward(e)?.flatten_all()?)?;
-        // SiLU(norm2(conv1(SiLU(norm1(x))) + bias1)), the norm fused into the convolution.
-        let h = self
-            .conv1
-            .op
-            .forward(&self.norm1.norm_silu(x)?, &bias1, None)?;
         let s = match &self.skip {
             Some(s) => s.forward(x, None)?,
             None => x.clone(),
         };
-        self.conv2.forward(&h, Some(&s))
+        self.finish(&self.norm1.norm_silu(x)?, &s, e)
+    }
+
+    /// [`FastResBlock::forward`] of the channel concatenation `[a, b]`, never built: the norm
+    /// and the skip convolution read both halves.
+    fn forward_concat(&self, a: &Tensor, b: &Tensor, e: &Tensor) -> candle_core::Result<Tensor> {
+        let Some(skip) = &self.skip else {
+            candle_core::bail!("a ResBlock on concatenated inputs needs a skip convolution");
+        };
+        let s = skip.op.forward_concat(a, b, &skip.bias)?;
+        let xn = ops::chan_norm_concat(a, b, &self.norm1.weight_bias, true)?;
+        self.finish(&xn, &s, e)
+    }
+
+    /// The block from `xn` = SiLU(norm1(x)) and the skip path `s`.
+    fn finish(&self, xn: &Tensor, s: &Tensor, e: &Tensor) -> candle_core::Result<Tensor> {
+        // conv1's bias plus this block's embedding term: one per-channel vector.
+        let bias1 = (&self.conv1.bias + self.emb.forward(e)?.flatten_all()?)?;
+        // SiLU(norm2(conv1(xn) + bias1)), the norm fused into the convolution.
+        let h = self.conv1.op.forward(xn, &bias1, None)?;
+        self.conv2.forward(&h, Some(s))
     }
 }
 
@@ -201,7 +221,7 @@ impl FastUNet {
         }
         h = self.mid.forward(&h, &e)?;
         for i in (0..n).rev() {
-            h = self.up_blocks[i].forward(&ops::concat_channels(&h, &skips[i])?, &e)?;
+            h = self.up_blocks[i].forward_concat(&h, &skips[i], &e)?;
             if i > 0 {
                 h = ops::pixel_shuffle(&self.ups[i - 1].forward(&h, None)?)?;
             }

@@ -227,9 +227,42 @@ fn conv_tile(
             let mut copy = cell.borrow_mut();
             copy.clear();
             copy.extend_from_slice(dst);
-            norm_pixels(&copy, g, b, true, dst);
+            norm_pixels(&copy, cout, &[], 0, g, b, true, dst);
         });
     }
+}
+
+/// `out = conv1x1([a, b]) + bias`: a [`Kernel::K1`] convolution of the channel
+/// concatenation of `a` (`[p, ca]`) and `b` (`[p, cb]`) without building it (two `gemm`
+/// calls per tile). `wt.cin()` must be `ca + cb`; `out` is `[p, cout]`.
+pub fn conv1x1_concat(
+    a: &[f32],
+    ca: usize,
+    b: &[f32],
+    cb: usize,
+    wt: &ConvWeights,
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    let cout = wt.cout;
+    assert!(wt.kernel == Kernel::K1 && wt.cin == ca + cb && ca > 0 && cb > 0);
+    let p = a.len() / ca;
+    assert!(a.len() == p * ca && b.len() == p * cb && out.len() == p * cout);
+    assert_eq!(bias.len(), cout);
+    let (wa, wb) = wt.w.split_at(ca * cout);
+    out.par_chunks_mut(TILE * cout)
+        .enumerate()
+        .for_each(|(t, dst)| {
+            let (p0, m) = (t * TILE, dst.len() / cout);
+            for d in dst.chunks_exact_mut(cout) {
+                d.copy_from_slice(bias);
+            }
+            // SAFETY: rows p0..p0 + m of a and b are in bounds.
+            unsafe {
+                gemm_acc(dst, m, cout, ca, a[p0 * ca..].as_ptr(), ca, wa);
+                gemm_acc(dst, m, cout, cb, b[p0 * cb..].as_ptr(), cb, wb);
+            }
+        });
 }
 
 /// `dst[m x n] += lhs[m x k] * rhs[k x n]`; `dst` and `rhs` row-major and contiguous, `lhs`
@@ -331,41 +364,102 @@ pub fn chan_norm_silu(
     assert!(gamma.len() == c && beta.len() == c);
     out.par_chunks_mut(PIXEL_CHUNK * c)
         .zip(x.par_chunks(PIXEL_CHUNK * c))
-        .for_each(|(o, xi)| norm_pixels(xi, gamma, beta, silu, o));
+        .for_each(|(o, xi)| norm_pixels(xi, c, &[], 0, gamma, beta, silu, o));
 }
 
-/// [`norm_pixel`] over consecutive pixels; compiled twice on x86-64, for the baseline and
-/// for AVX2 (wider vectors, the same IEEE operations per value: the results are identical).
-fn norm_pixels(x: &[f32], gamma: &[f32], beta: &[f32], silu: bool, out: &mut [f32]) {
+/// [`chan_norm_silu`] of the channel concatenation `[a, b]` (`[p, ca]` and `[p, cb]`)
+/// without building it; `out` is `[p, ca + cb]`. Bit-identical to normalising the
+/// concatenation when `ca` is a multiple of 8.
+#[allow(clippy::too_many_arguments)]
+pub fn chan_norm_silu_concat(
+    a: &[f32],
+    ca: usize,
+    b: &[f32],
+    cb: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    silu: bool,
+    out: &mut [f32],
+) {
+    let c = ca + cb;
+    assert!(ca > 0 && cb > 0 && a.len() % ca == 0);
+    assert_eq!(a.len() / ca * cb, b.len());
+    assert_eq!(out.len(), a.len() + b.len());
+    assert!(gamma.len() == c && beta.len() == c);
+    out.par_chunks_mut(PIXEL_CHUNK * c)
+        .enumerate()
+        .for_each(|(i, o)| {
+            let (p0, np) = (i * PIXEL_CHUNK, o.len() / c);
+            let xa = &a[p0 * ca..(p0 + np) * ca];
+            let xb = &b[p0 * cb..(p0 + np) * cb];
+            norm_pixels(xa, ca, xb, cb, gamma, beta, silu, o)
+        });
+}
+
+/// [`norm_pixel`] over consecutive pixels whose channels are `[a[i], b[i]]` (`cb` may be 0);
+/// compiled twice on x86-64, for the baseline and for AVX2 (wider vectors, the same IEEE
+/// operations per value: the results are identical).
+#[allow(clippy::too_many_arguments)]
+fn norm_pixels(
+    a: &[f32],
+    ca: usize,
+    b: &[f32],
+    cb: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    silu: bool,
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2.
-        unsafe { norm_pixels_avx2(x, gamma, beta, silu, out) };
+        unsafe { norm_pixels_avx2(a, ca, b, cb, gamma, beta, silu, out) };
         return;
     }
-    norm_pixels_generic(x, gamma, beta, silu, out)
+    norm_pixels_generic(a, ca, b, cb, gamma, beta, silu, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn norm_pixels_avx2(x: &[f32], gamma: &[f32], beta: &[f32], silu: bool, out: &mut [f32]) {
-    norm_pixels_generic(x, gamma, beta, silu, out)
+#[allow(clippy::too_many_arguments)]
+unsafe fn norm_pixels_avx2(
+    a: &[f32],
+    ca: usize,
+    b: &[f32],
+    cb: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    silu: bool,
+    out: &mut [f32],
+) {
+    norm_pixels_generic(a, ca, b, cb, gamma, beta, silu, out)
 }
 
 #[inline(always)]
-fn norm_pixels_generic(x: &[f32], gamma: &[f32], beta: &[f32], silu: bool, out: &mut [f32]) {
-    let c = gamma.len();
-    for (op, xp) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-        norm_pixel(xp, gamma, beta, silu, op);
+#[allow(clippy::too_many_arguments)]
+fn norm_pixels_generic(
+    a: &[f32],
+    ca: usize,
+    b: &[f32],
+    cb: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    silu: bool,
+    out: &mut [f32],
+) {
+    for (i, op) in out.chunks_exact_mut(ca + cb).enumerate() {
+        let xa = &a[i * ca..(i + 1) * ca];
+        let xb = &b[i * cb..(i + 1) * cb];
+        norm_pixel(xa, xb, gamma, beta, silu, op);
     }
 }
 
 const LANES: usize = 8;
 
-/// Sum with a fixed lane structure (vectorisable, and the same on every machine).
+/// Adds `f(v)` into the lanes with a fixed lane structure (vectorisable, and the same on
+/// every machine).
 #[inline(always)]
-fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
+fn add_lanes(acc: &mut [f32; LANES], v: &[f32], f: &impl Fn(f32) -> f32) {
     let mut it = v.chunks_exact(LANES);
     for ch in &mut it {
         for l in 0..LANES {
@@ -375,17 +469,27 @@ fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     for (l, &r) in it.remainder().iter().enumerate() {
         acc[l] += f(r);
     }
+}
+
+/// Sum of `f` over `a` then `b`, in lanes.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    add_lanes(&mut acc, a, &f);
+    add_lanes(&mut acc, b, &f);
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
+/// One pixel whose channels are `[a, b]`.
 #[inline(always)]
-fn norm_pixel(x: &[f32], gamma: &[f32], beta: &[f32], silu: bool, out: &mut [f32]) {
-    let c = x.len() as f32;
-    let mu = lane_sum(x, |v| v) / c;
-    let var = lane_sum(x, |v| (v - mu) * (v - mu)) / c;
+fn norm_pixel(a: &[f32], b: &[f32], gamma: &[f32], beta: &[f32], silu: bool, out: &mut [f32]) {
+    let c = (a.len() + b.len()) as f32;
+    let mu = lane_sum(a, b, |v| v) / c;
+    let var = lane_sum(a, b, |v| (v - mu) * (v - mu)) / c;
     let inv = 1.0 / (var + NORM_EPS).sqrt();
-    for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
-        *o = (v - mu) * inv * g + b;
+    let x = a.iter().chain(b);
+    for (((o, &v), &g), &be) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+        *o = (v - mu) * inv * g + be;
     }
     if silu {
         for o in out.iter_mut() {

@@ -110,6 +110,12 @@ impl Conv {
         }
     }
 
+    /// `conv1x1([a, b]) + bias` for the channel concatenation of NHWC tensors `a` and `b`,
+    /// without building it (a plain [`Kernel::K1`] convolution only).
+    pub fn forward_concat(&self, a: &Tensor, b: &Tensor, bias: &Tensor) -> Result<Tensor> {
+        a.apply_op3_no_bwd(b, bias, &ConcatConv(self))
+    }
+
     fn check(&self, l: &Layout, lb: &Layout) -> Result<(usize, usize, usize, Shape)> {
         let (n, h, w, c) = nhwc(l, "conv")?;
         let wt = &self.w;
@@ -186,6 +192,54 @@ impl CustomOp3 for Conv {
     }
 }
 
+/// A 1x1 [`Conv`] applied to the channel concatenation of two tensors (see
+/// [`Conv::forward_concat`]).
+struct ConcatConv<'a>(&'a Conv);
+
+impl CustomOp3 for ConcatConv<'_> {
+    fn name(&self) -> &'static str {
+        "conv1x1-concat-nhwc"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let wt = self.0.weights();
+        let (n, h, w, ca) = nhwc(l1, "conv")?;
+        let (n2, h2, w2, cb) = nhwc(l2, "conv")?;
+        if (n, h, w) != (n2, h2, w2) || ca == 0 || cb == 0 || ca + cb != wt.cin() {
+            bail!(
+                "conv: inputs {:?} and {:?} do not fit a 1x1 convolution of {} channels",
+                l1.dims(),
+                l2.dims(),
+                wt.cin()
+            );
+        }
+        if wt.kernel() != Kernel::K1 || self.0.post.is_some() {
+            bail!("conv: concatenated inputs need a plain 1x1 convolution");
+        }
+        if l3.shape().elem_count() != wt.cout() {
+            bail!(
+                "conv: bias has {} elements, expected {}",
+                l3.shape().elem_count(),
+                wt.cout()
+            );
+        }
+        let a = data(s1, l1, "conv")?;
+        let b = data(s2, l2, "conv")?;
+        let bias = data(s3, l3, "conv")?;
+        let mut out = vec![0.0f32; n * h * w * wt.cout()];
+        kernels::conv1x1_concat(a, ca, b, cb, wt, bias, &mut out);
+        Ok((CpuStorage::F32(out), Shape::from((n, h, w, wt.cout()))))
+    }
+}
+
 /// ChanNorm (per-pixel LayerNorm over channels, eps 1e-5, affine), optionally fused with SiLU.
 #[derive(Clone, Copy, Debug)]
 struct ChanNormOp {
@@ -225,6 +279,62 @@ impl CustomOp3 for ChanNormOp {
 /// ChanNorm over the last (channel) axis of `x`, then SiLU when `silu` is set.
 pub fn chan_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, silu: bool) -> Result<Tensor> {
     x.apply_op3_no_bwd(weight, bias, &ChanNormOp { silu })
+}
+
+/// [`chan_norm`] of the channel concatenation of two NHWC tensors, without building it.
+#[derive(Clone, Copy, Debug)]
+struct ChanNormConcatOp {
+    silu: bool,
+}
+
+impl CustomOp3 for ChanNormConcatOp {
+    fn name(&self) -> &'static str {
+        "chan-norm-silu-concat-nhwc"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, h, w, ca) = nhwc(l1, "chan_norm")?;
+        let (n2, h2, w2, cb) = nhwc(l2, "chan_norm")?;
+        if (n, h, w) != (n2, h2, w2) || ca == 0 || cb == 0 {
+            bail!(
+                "chan_norm: shapes {:?} and {:?} do not fit",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let c = ca + cb;
+        if l3.dims() != [2, c] {
+            bail!(
+                "chan_norm: parameters have shape {:?}, expected [2, {c}]",
+                l3.dims()
+            );
+        }
+        let a = data(s1, l1, "chan_norm")?;
+        let b = data(s2, l2, "chan_norm")?;
+        let gb = data(s3, l3, "chan_norm")?;
+        let mut out = vec![0.0f32; a.len() + b.len()];
+        kernels::chan_norm_silu_concat(a, ca, b, cb, &gb[..c], &gb[c..], self.silu, &mut out);
+        Ok((CpuStorage::F32(out), Shape::from((n, h, w, c))))
+    }
+}
+
+/// [`chan_norm`] of the channel concatenation `[a, b]` of two NHWC tensors without building
+/// it; `weight_bias` is `(2, ca + cb)`: the weight, then the bias.
+pub fn chan_norm_concat(
+    a: &Tensor,
+    b: &Tensor,
+    weight_bias: &Tensor,
+    silu: bool,
+) -> Result<Tensor> {
+    a.apply_op3_no_bwd(b, weight_bias, &ChanNormConcatOp { silu })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -477,6 +587,25 @@ mod tests {
         let fused = conv.with_norm_silu(&g, &be).unwrap();
         let separate = chan_norm(&conv.forward(&x, &b, None).unwrap(), &g, &be, true).unwrap();
         assert_eq!(bits(&fused.forward(&x, &b, None).unwrap()), bits(&separate));
+    }
+
+    #[test]
+    fn concat_fusions_match_concat_then_op() {
+        let a = rand(&[1, 9, 13, 16], 93);
+        let b = rand(&[1, 9, 13, 24], 94);
+        let cat = concat_channels(&a, &b).unwrap();
+        let (g, be) = (rand(&[40], 95), rand(&[40], 96));
+        let gb = Tensor::stack(&[&g, &be], 0).unwrap();
+        let fused = chan_norm_concat(&a, &b, &gb, true).unwrap();
+        assert_eq!(bits(&fused), bits(&chan_norm(&cat, &g, &be, true).unwrap()));
+        let wt = (rand(&[20, 40, 1, 1], 97) * 0.3).unwrap();
+        let bias = rand(&[20], 98);
+        let conv = Conv::new(Kernel::K1, &wt).unwrap();
+        let got = conv.forward_concat(&a, &b, &bias).unwrap();
+        let want = reference_conv(Kernel::K1, &cat, &wt, &bias, None);
+        let d = max_diff(&got, &want);
+        assert!(d < 1e-5, "max diff {d}");
+        assert!(conv.forward_concat(&a, &a, &bias).is_err());
     }
 
     #[test]
