@@ -397,8 +397,8 @@ pub fn chan_norm_silu_concat(
 }
 
 /// [`norm_pixel`] over consecutive pixels whose channels are `[a[i], b[i]]` (`cb` may be 0);
-/// compiled twice on x86-64, for the baseline and for AVX2 (wider vectors, the same IEEE
-/// operations per value: the results are identical).
+/// compiled three times on x86-64, for the baseline, AVX2 and AVX-512 (wider vectors, the
+/// same IEEE operations per value: the results are identical).
 #[allow(clippy::too_many_arguments)]
 fn norm_pixels(
     a: &[f32],
@@ -411,10 +411,17 @@ fn norm_pixels(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2.
-        unsafe { norm_pixels_avx2(a, ca, b, cb, gamma, beta, silu, out) };
-        return;
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F.
+            unsafe { norm_pixels_avx512(a, ca, b, cb, gamma, beta, silu, out) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2.
+            unsafe { norm_pixels_avx2(a, ca, b, cb, gamma, beta, silu, out) };
+            return;
+        }
     }
     norm_pixels_generic(a, ca, b, cb, gamma, beta, silu, out)
 }
@@ -423,6 +430,22 @@ fn norm_pixels(
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn norm_pixels_avx2(
+    a: &[f32],
+    ca: usize,
+    b: &[f32],
+    cb: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    silu: bool,
+    out: &mut [f32],
+) {
+    norm_pixels_generic(a, ca, b, cb, gamma, beta, silu, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn norm_pixels_avx512(
     a: &[f32],
     ca: usize,
     b: &[f32],
@@ -487,8 +510,13 @@ fn norm_pixel(a: &[f32], b: &[f32], gamma: &[f32], beta: &[f32], silu: bool, out
     let mu = lane_sum(a, b, |v| v) / c;
     let var = lane_sum(a, b, |v| (v - mu) * (v - mu)) / c;
     let inv = 1.0 / (var + NORM_EPS).sqrt();
-    let x = a.iter().chain(b);
-    for (((o, &v), &g), &be) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+    let (oa, ob) = out.split_at_mut(a.len());
+    let (ga, gb) = gamma.split_at(a.len());
+    let (ba, bb) = beta.split_at(a.len());
+    for (((o, &v), &g), &be) in oa.iter_mut().zip(a).zip(ga).zip(ba) {
+        *o = (v - mu) * inv * g + be;
+    }
+    for (((o, &v), &g), &be) in ob.iter_mut().zip(b).zip(gb).zip(bb) {
         *o = (v - mu) * inv * g + be;
     }
     if silu {
@@ -651,4 +679,29 @@ pub fn concat_channels(a: &[f32], ca: usize, b: &[f32], cb: usize, out: &mut [f3
                 op[ca..].copy_from_slice(&b[p * cb..(p + 1) * cb]);
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn norm_is_identical_on_every_instruction_set() {
+        // The dispatched (AVX2 / AVX-512) path must give the baseline's bits.
+        let x: Vec<f32> = (0..7 * 96)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.07)
+            .collect();
+        let g: Vec<f32> = (0..96).map(|i| 0.5 + i as f32 * 0.01).collect();
+        let b: Vec<f32> = (0..96).map(|i| i as f32 * -0.003).collect();
+        for (ca, cb) in [(96, 0), (48, 48), (13, 83), (5, 0)] {
+            let c = ca + cb;
+            let p = x.len() / 96;
+            let (xa, xb) = (&x[..p * ca], &x[p * ca..p * c]);
+            let (mut o1, mut o2) = (vec![0.0; p * c], vec![0.0; p * c]);
+            norm_pixels(xa, ca, xb, cb, &g[..c], &b[..c], true, &mut o1);
+            norm_pixels_generic(xa, ca, xb, cb, &g[..c], &b[..c], true, &mut o2);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&o1), bits(&o2), "channels {ca} + {cb}");
+        }
+    }
 }
