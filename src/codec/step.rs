@@ -234,8 +234,26 @@ pub(crate) fn read_side(r: &mut RangeReader, first: bool, nby: usize, nbx: usize
     Ok((loc, scale))
 }
 
-/// Code the symbols (SPEC §6.3): for c, by, bx with scale index != 0, pixels of the block in
-/// raster order, symbol k + K under the table (scale, dither level, K).
+/// The coded elements of a step in symbol order (SPEC §6.3): for c, by, bx with scale index
+/// s != 0, the block's pixels in raster order; yields (element index, s). The one definition
+/// of the order, shared by [`code_symbols`] and [`read_symbols`].
+fn coded_elements<'a>(
+    scale: &'a [u8],
+    g: &'a Geometry,
+    b: usize,
+) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let (nby, nbx) = g.blocks(b);
+    (0..3 * nby * nbx)
+        .filter(move |&bi| scale[bi] != 0)
+        .flat_map(move |bi| {
+            let c = bi / (nby * nbx);
+            let (y0, y1, x0, x1) = g.block_rect(b, (bi / nbx) % nby, bi % nbx);
+            let s = scale[bi] as usize;
+            (y0..y1).flat_map(move |y| (x0..x1).map(move |x| (g.idx(c, y, x), s)))
+        })
+}
+
+/// Code the symbols: symbol k + K under the table (scale, dither level, K).
 pub(crate) fn code_symbols<S: SymbolSink>(
     sink: &mut S,
     cache: &TableCache,
@@ -245,25 +263,9 @@ pub(crate) fn code_symbols<S: SymbolSink>(
     g: &Geometry,
     b: usize,
 ) -> Result<()> {
-    let (nby, nbx) = g.blocks(b);
     let kk = cache.k_max() as i32;
-    for c in 0..3 {
-        for by in 0..nby {
-            for bx in 0..nbx {
-                let s = scale[(c * nby + by) * nbx + bx] as usize;
-                if s == 0 {
-                    continue;
-                }
-                let (y0, y1, x0, x1) = g.block_rect(b, by, bx);
-                for y in y0..y1 {
-                    for x in x0..x1 {
-                        let i = g.idx(c, y, x);
-                        let m = cache.get(s, levels[i] as usize);
-                        sink.put(m, (k[i] + kk) as usize)?;
-                    }
-                }
-            }
-        }
+    for (i, s) in coded_elements(scale, g, b) {
+        sink.put(cache.get(s, levels[i] as usize), (k[i] + kk) as usize)?;
     }
     Ok(())
 }
@@ -277,26 +279,10 @@ pub(crate) fn read_symbols(
     g: &Geometry,
     b: usize,
 ) -> Result<Vec<i32>> {
-    let (nby, nbx) = g.blocks(b);
     let kk = cache.k_max() as i32;
     let mut k = vec![0i32; g.len()];
-    for c in 0..3 {
-        for by in 0..nby {
-            for bx in 0..nbx {
-                let s = scale[(c * nby + by) * nbx + bx] as usize;
-                if s == 0 {
-                    continue;
-                }
-                let (y0, y1, x0, x1) = g.block_rect(b, by, bx);
-                for y in y0..y1 {
-                    for x in x0..x1 {
-                        let i = g.idx(c, y, x);
-                        let m = cache.get(s, levels[i] as usize);
-                        k[i] = r.get(m)? as i32 - kk;
-                    }
-                }
-            }
-        }
+    for (i, s) in coded_elements(scale, g, b) {
+        k[i] = r.get(cache.get(s, levels[i] as usize))? as i32 - kk;
     }
     Ok(k)
 }

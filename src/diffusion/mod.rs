@@ -117,11 +117,6 @@ impl StepCoeffs {
     }
 }
 
-/// Model mean mu = cx * xhat + cz * z, element-wise in f32 (SPEC §6.1).
-pub fn mean(cx: f32, cz: f32, xhat: &[f32], z: &[f32]) -> Vec<f32> {
-    xhat.iter().zip(z).map(|(&a, &b)| cx * a + cz * b).collect()
-}
-
 /// PRNG domains (SPEC §5).
 pub mod domain {
     /// Dither levels of the coding steps.
