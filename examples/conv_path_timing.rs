@@ -4,8 +4,9 @@
 //! calls (so the rest is entropy coding, tables and image handling), then compares the two
 //! paths' files and decoded images.
 //!
-//!     cargo run --release --example conv_path_timing [-- IMAGE [fast|ref|both]]
+//!     cargo run --release --example conv_path_timing [-- IMAGE [fast|ref|both] [tune]]
 //!
+//! `tune` calls `ddpmc::model::fast::tune_allocator()` first (glibc malloc thresholds).
 //! Default image: ../shared/data/kodak/kodim01.png. Set RAYON_NUM_THREADS to choose the thread
 //! count. CPU time is read from /proc/self/stat (Linux; 0 elsewhere).
 
@@ -80,11 +81,7 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
-fn measure<T>(
-    label: &str,
-    net: &Timed,
-    f: impl FnOnce() -> ddpmc::Result<T>,
-) -> ddpmc::Result<T> {
+fn measure<T>(label: &str, net: &Timed, f: impl FnOnce() -> ddpmc::Result<T>) -> ddpmc::Result<T> {
     net.take();
     let (c0, t0) = (cpu_seconds(), Instant::now());
     let out = f()?;
@@ -114,6 +111,9 @@ fn main() -> ddpmc::Result<()> {
         .first()
         .map_or("../shared/data/kodak/kodim01.png", |s| s.as_str());
     let which = args.get(1).map_or("both", |s| s.as_str());
+    if args.get(2).is_some_and(|a| a == "tune") {
+        println!("tune_allocator: {}", ddpmc::model::fast::tune_allocator());
+    }
     let img = image::open(path)?;
     let src = img.to_rgb8();
     println!(
