@@ -29,6 +29,39 @@ fn nhwc(l: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
     }
 }
 
+/// The values of a tensor of any shape, as f32.
+fn f32_values(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()
+}
+
+/// The `(n, h, w, ca, cb)` of two NHWC tensors with the same `n`, `h` and `w` and a nonzero
+/// number of channels each, for ops on their channel concatenation.
+fn nhwc_pair(l1: &Layout, l2: &Layout, op: &str) -> Result<(usize, usize, usize, usize, usize)> {
+    let (n, h, w, ca) = nhwc(l1, op)?;
+    let (n2, h2, w2, cb) = nhwc(l2, op)?;
+    if (n, h, w) != (n2, h2, w2) || ca == 0 || cb == 0 {
+        bail!(
+            "{op}: shapes {:?} and {:?} do not fit",
+            l1.dims(),
+            l2.dims()
+        );
+    }
+    Ok((n, h, w, ca, cb))
+}
+
+/// Checks that a convolution's bias has `cout` elements.
+fn check_bias(lb: &Layout, cout: usize) -> Result<()> {
+    if lb.shape().elem_count() != cout {
+        bail!(
+            "conv: bias has {} elements, expected {cout}",
+            lb.shape().elem_count()
+        );
+    }
+    Ok(())
+}
+
 /// A convolution with its weights converted once to the kernel's layout. Apply it with
 /// [`Conv::forward`]; the bias is a tensor so that callers can fold per-call terms into it
 /// (the ResBlock's noise-level embedding).
@@ -56,10 +89,7 @@ impl Conv {
         if kh != want_k || kw != want_k || (kernel == Kernel::Down2 && cin_w % 4 != 0) {
             bail!("conv weight: shape {dims:?} does not fit kernel {kernel:?}");
         }
-        let v = weight
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let v = f32_values(weight)?;
         match ConvWeights::from_oihw(kernel, &v, cout, cin) {
             Some(w) => Ok(Conv {
                 w: Arc::new(w),
@@ -72,12 +102,7 @@ impl Conv {
     /// The same convolution followed by SiLU(ChanNorm(.)) with affine parameters `gamma` and
     /// `beta` (`cout` values each), fused into the convolution's output pass.
     pub fn with_norm_silu(&self, gamma: &Tensor, beta: &Tensor) -> Result<Self> {
-        let v = |t: &Tensor| {
-            t.to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()
-        };
-        let (g, b) = (v(gamma)?, v(beta)?);
+        let (g, b) = (f32_values(gamma)?, f32_values(beta)?);
         if g.len() != self.w.cout() || b.len() != self.w.cout() {
             bail!(
                 "conv: norm parameters have {} and {} values, expected {}",
@@ -128,13 +153,7 @@ impl Conv {
         if wt.kernel() == Kernel::Down2 && (h % 2 != 0 || w % 2 != 0) {
             bail!("conv: downsampling needs an even height and width, got {h}x{w}");
         }
-        if lb.shape().elem_count() != wt.cout() {
-            bail!(
-                "conv: bias has {} elements, expected {}",
-                lb.shape().elem_count(),
-                wt.cout()
-            );
-        }
+        check_bias(lb, wt.cout())?;
         let (ho, wo) = wt.kernel().out_dims(h, w);
         Ok((n, h, w, Shape::from((n, ho, wo, wt.cout()))))
     }
@@ -224,13 +243,7 @@ impl CustomOp3 for ConcatConv<'_> {
         if wt.kernel() != Kernel::K1 || self.0.post.is_some() {
             bail!("conv: concatenated inputs need a plain 1x1 convolution");
         }
-        if l3.shape().elem_count() != wt.cout() {
-            bail!(
-                "conv: bias has {} elements, expected {}",
-                l3.shape().elem_count(),
-                wt.cout()
-            );
-        }
+        check_bias(l3, wt.cout())?;
         let a = data(s1, l1, "conv")?;
         let b = data(s2, l2, "conv")?;
         let bias = data(s3, l3, "conv")?;
@@ -301,15 +314,7 @@ impl CustomOp3 for ChanNormConcatOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, h, w, ca) = nhwc(l1, "chan_norm")?;
-        let (n2, h2, w2, cb) = nhwc(l2, "chan_norm")?;
-        if (n, h, w) != (n2, h2, w2) || ca == 0 || cb == 0 {
-            bail!(
-                "chan_norm: shapes {:?} and {:?} do not fit",
-                l1.dims(),
-                l2.dims()
-            );
-        }
+        let (n, h, w, ca, cb) = nhwc_pair(l1, l2, "chan_norm")?;
         let c = ca + cb;
         if l3.dims() != [2, c] {
             bail!(
@@ -429,15 +434,7 @@ impl CustomOp2 for Concat {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, h, w, ca) = nhwc(l1, "concat")?;
-        let (n2, h2, w2, cb) = nhwc(l2, "concat")?;
-        if (n, h, w) != (n2, h2, w2) || ca == 0 || cb == 0 {
-            bail!(
-                "concat: shapes {:?} and {:?} do not fit",
-                l1.dims(),
-                l2.dims()
-            );
-        }
+        let (n, h, w, ca, cb) = nhwc_pair(l1, l2, "concat")?;
         let a = data(s1, l1, "concat")?;
         let b = data(s2, l2, "concat")?;
         let mut out = vec![0.0f32; a.len() + b.len()];
