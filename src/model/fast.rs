@@ -18,7 +18,7 @@ use candle_nn::{Linear, VarBuilder};
 
 use super::kernels::Kernel;
 use super::ops::{self, Conv};
-use super::unet::{embedding_freqs, logsnr_embedding, UNetConfig};
+use super::unet::{NoiseEmbedding, UNetConfig};
 
 /// A convolution and its bias.
 #[derive(Debug, Clone)]
@@ -140,10 +140,7 @@ impl FastResBlock {
 /// keys) as [`super::UNet`].
 #[derive(Debug, Clone)]
 pub struct FastUNet {
-    cfg: UNetConfig,
-    freqs: Vec<f32>,
-    emb1: Linear,
-    emb2: Linear,
+    emb: NoiseEmbedding,
     stem: FastConv,
     down_blocks: Vec<Vec<FastResBlock>>,
     downs: Vec<FastConv>,
@@ -184,10 +181,7 @@ impl FastUNet {
             }
         }
         Ok(FastUNet {
-            cfg: cfg.clone(),
-            freqs: embedding_freqs(cfg.emb_freqs),
-            emb1: candle_nn::linear(2 * cfg.emb_freqs, ed, vb.pp("emb1"))?,
-            emb2: candle_nn::linear(ed, ed, vb.pp("emb2"))?,
+            emb: NoiseEmbedding::new(&vb, cfg)?,
             stem: FastConv::new(vb.pp("stem"), Kernel::K3, 12, ch[0])?,
             down_blocks,
             downs,
@@ -202,10 +196,7 @@ impl FastUNet {
     /// The network: v for planar latents `z` (B, 3, H, W) at conditioning `logsnr`; H and W
     /// multiples of [`UNetConfig::multiple`]. Returns planar (B, 3, H, W).
     pub fn forward(&self, z: &Tensor, logsnr: f32) -> candle_core::Result<Tensor> {
-        let emb = logsnr_embedding(logsnr, &self.freqs);
-        let e = Tensor::from_vec(emb, (1, 2 * self.cfg.emb_freqs), &Device::Cpu)?;
-        let e = candle_nn::ops::silu(&self.emb1.forward(&e)?)?;
-        let e = candle_nn::ops::silu(&self.emb2.forward(&e)?)?;
+        let e = self.emb.forward(logsnr, &Device::Cpu)?;
         let z = z.to_dtype(DType::F32)?.contiguous()?;
         let mut h = self.stem.forward(&ops::nchw_unshuffle_to_nhwc(&z)?, None)?;
         let n = self.down_blocks.len();

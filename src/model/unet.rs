@@ -316,6 +316,35 @@ pub fn logsnr_embedding(logsnr: f32, freqs: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// The noise-level embedding: [`logsnr_embedding`] through the two-layer SiLU MLP `emb1`,
+/// `emb2`; shared by [`UNet`] and the fast path (`super::fast`).
+#[derive(Debug, Clone)]
+pub(crate) struct NoiseEmbedding {
+    freqs: Vec<f32>,
+    emb1: Linear,
+    emb2: Linear,
+}
+
+impl NoiseEmbedding {
+    /// Loads `emb1` and `emb2` for `cfg`.
+    pub(crate) fn new(vb: &VarBuilder, cfg: &UNetConfig) -> candle_core::Result<Self> {
+        let ed = cfg.emb_dim;
+        Ok(NoiseEmbedding {
+            freqs: embedding_freqs(cfg.emb_freqs),
+            emb1: candle_nn::linear(2 * cfg.emb_freqs, ed, vb.pp("emb1"))?,
+            emb2: candle_nn::linear(ed, ed, vb.pp("emb2"))?,
+        })
+    }
+
+    /// The embedding of `logsnr`, shape `(1, emb_dim)`, on `device`.
+    pub(crate) fn forward(&self, logsnr: f32, device: &Device) -> candle_core::Result<Tensor> {
+        let emb = logsnr_embedding(logsnr, &self.freqs);
+        let e = Tensor::from_vec(emb, (1, 2 * self.freqs.len()), device)?;
+        let e = candle_nn::ops::silu(&self.emb1.forward(&e)?)?;
+        candle_nn::ops::silu(&self.emb2.forward(&e)?)
+    }
+}
+
 /// How [`UNet::predict_x0_tiled`] cuts a large image: cores of at most `core` pixels per
 /// side, each evaluated with `halo` pixels of context on every side (clipped at the image
 /// border). Cut positions depend only on the image size.
@@ -345,9 +374,7 @@ impl Tiling {
 #[derive(Debug, Clone)]
 pub struct UNet {
     cfg: UNetConfig,
-    freqs: Vec<f32>,
-    emb1: Linear,
-    emb2: Linear,
+    emb: NoiseEmbedding,
     stem: Conv2d,
     down_blocks: Vec<Vec<ResBlock>>,
     downs: Vec<Down>,
@@ -391,9 +418,7 @@ impl UNet {
         }
         Ok(UNet {
             cfg: cfg.clone(),
-            freqs: embedding_freqs(cfg.emb_freqs),
-            emb1: candle_nn::linear(2 * cfg.emb_freqs, ed, vb.pp("emb1"))?,
-            emb2: candle_nn::linear(ed, ed, vb.pp("emb2"))?,
+            emb: NoiseEmbedding::new(&vb, cfg)?,
             stem: conv(12, ch[0], 3, vb.pp("stem"))?,
             down_blocks,
             downs,
@@ -443,10 +468,7 @@ impl UNet {
     /// and W multiples of [`UNetConfig::multiple`].
     pub fn forward(&self, z: &Tensor, logsnr: f32) -> candle_core::Result<Tensor> {
         let b = z.dim(0)?;
-        let emb = logsnr_embedding(logsnr, &self.freqs);
-        let e = Tensor::from_vec(emb, (1, 2 * self.cfg.emb_freqs), &self.device)?;
-        let e = candle_nn::ops::silu(&self.emb1.forward(&e)?)?;
-        let e = candle_nn::ops::silu(&self.emb2.forward(&e)?)?;
+        let e = self.emb.forward(logsnr, &self.device)?;
         let e = e.broadcast_as((b, self.cfg.emb_dim))?.contiguous()?;
         let mut h = self.stem.forward(&pixel_unshuffle2(z)?)?;
         let n = self.down_blocks.len();
