@@ -1,0 +1,110 @@
+//! `ddpmc bench`: rate-distortion table, CSV and plots against classic codecs.
+
+use std::path::PathBuf;
+
+use ddpmc::bench::classic;
+use ddpmc::bench::report;
+use ddpmc::bench::run::{run_bench, BenchConfig};
+use ddpmc::bench::RdCodec;
+
+/// Measure ddpmc and the classic codecs on a folder of images.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Folder of PNG images (all of them, sorted by name).
+    #[arg(long, default_value = "../shared/data/kodak")]
+    pub dataset: PathBuf,
+    /// Output folder: results.csv, summary.{md,csv}, bd.{md,csv}, rd_*.{svg,png}, filmstrip.png.
+    #[arg(long, default_value = "bench-out")]
+    pub out: PathBuf,
+    /// Use only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// ddpmc settings, comma separated: quality presets q1..q6 (every decoded step of each
+    /// preset's file becomes a point).
+    #[arg(long, value_delimiter = ',', default_value = "q1,q2,q3,q4,q5,q6")]
+    pub settings: Vec<String>,
+    /// Reuse classic-codec rows from this results CSV instead of running the tools.
+    #[arg(long)]
+    pub classic_results: Option<PathBuf>,
+    /// Skip the classic codecs.
+    #[arg(long)]
+    pub no_classic: bool,
+    /// Skip ddpmc (classic codecs only).
+    #[arg(long)]
+    pub no_ddpmc: bool,
+    /// Classic codecs to run, comma separated (jpeg, webp, jpeg2000, avif, jxl,
+    /// hevc444_heic, jpeg_image_rs); default: every one whose tools are on PATH.
+    #[arg(long, value_delimiter = ',')]
+    pub codecs: Option<Vec<String>>,
+    /// Model weights (safetensors); default: the embedded model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Reference table (codec,target_bpp,psnr,ms_ssim) to compare the classic rows with;
+    /// skipped when the file does not exist.
+    #[arg(
+        long,
+        default_value = "../shared/reference/kodak_classic_rd_interp.csv"
+    )]
+    pub reference: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The ddpmc codec for the bench, or an error saying why it cannot run.
+fn ddpmc_codec(args: &Args) -> ddpmc::Result<Box<dyn RdCodec>> {
+    let _ = (&args.settings, &args.model);
+    Err(ddpmc::Error::Parameter(
+        "the ddpmc codec is not built into this binary yet (use --no-ddpmc)".into(),
+    ))
+}
+
+/// Runs `ddpmc bench`.
+pub fn run(args: Args) -> ddpmc::Result<()> {
+    let classic_rows = match (&args.classic_results, args.no_classic) {
+        (Some(p), false) => Some(report::read_results_csv(p)?),
+        _ => None,
+    };
+    let classic = if args.no_classic || classic_rows.is_some() {
+        Vec::new()
+    } else {
+        let (codecs, missing) = classic::available_codecs(args.codecs.as_deref());
+        for m in missing {
+            eprintln!("note: {m} skipped (its command-line tools are not on PATH)");
+        }
+        codecs
+    };
+    let progressive = if args.no_ddpmc {
+        None
+    } else {
+        Some(ddpmc_codec(&args)?)
+    };
+    let cfg = BenchConfig {
+        dataset: args.dataset.clone(),
+        out: args.out.clone(),
+        limit: args.limit,
+        classic,
+        classic_rows,
+        progressive,
+        progressive_name: "ddpmc".into(),
+        reference: Some(args.reference.clone()),
+        progress: !args.quiet,
+    };
+    let o = run_bench(cfg)?;
+    println!("{}", o.summary_md);
+    if !args.no_ddpmc {
+        println!("{}", o.bd_md);
+    }
+    if let Some(d) = o.reference_max_dpsnr {
+        println!(
+            "classic codecs vs {}: largest |dPSNR| {d:.3} dB (details in reference.md)",
+            args.reference.display()
+        );
+    }
+    println!(
+        "{} rows written to {}",
+        o.rows.len(),
+        args.out.join("results.csv").display()
+    );
+    Ok(())
+}
