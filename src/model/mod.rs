@@ -18,3 +18,9 @@ pub trait Denoiser: Send + Sync {
     /// The model id: SHA-256 of the weights file's bytes.
     fn id(&self) -> [u8; 32];
 }
+
+pub mod unet;
+pub mod weights;
+
+pub use unet::{Tiling, UNet, UNetConfig};
+pub use weights::{default_model, id_hex, model_id, DEFAULT_WEIGHTS};

@@ -1,0 +1,169 @@
+//! Stage 2: weights files (SPEC §7): safetensors header checks, strict loading, the model id
+//! and the embedded default model.
+//!
+//! A weights file is safetensors as written by `train/export.py`: float tensors named like the
+//! modules of [`UNet`], metadata `"config"` (the architecture as JSON) and `"step"`. The model
+//! id is the SHA-256 of the file's bytes. Every check returns an error, never panics.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use sha2::{Digest, Sha256};
+
+use crate::model::UNet;
+use crate::{Error, Result};
+
+/// The default model's weights, embedded in the library (`models/default.safetensors`).
+pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../models/default.safetensors");
+
+/// Largest accepted safetensors header (the default model's is about 20 kB).
+const MAX_HEADER: u64 = 16 << 20;
+
+/// Load the default model (the weights embedded in the library).
+pub fn default_model() -> Result<UNet> {
+    UNet::from_safetensors_bytes(DEFAULT_WEIGHTS)
+}
+
+/// The model id of a weights file: SHA-256 of its bytes.
+pub fn model_id(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Lower-case hex of a model id (64 characters).
+pub fn id_hex(id: &[u8; 32]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bad(msg: impl std::fmt::Display) -> Error {
+    Error::Model(format!("invalid weights file: {msg}"))
+}
+
+/// Parse the safetensors JSON header, checking its length and that every tensor is a float
+/// type; returns the header object.
+fn header(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let len = bytes
+        .get(..8)
+        .ok_or_else(|| bad(format!("{} bytes (expected at least 8)", bytes.len())))?;
+    let mut n8 = [0u8; 8];
+    n8.copy_from_slice(len);
+    let n = u64::from_le_bytes(n8);
+    if n > MAX_HEADER || n > (bytes.len() - 8) as u64 {
+        return Err(bad(format!(
+            "header length {n} (file has {} bytes, limit {MAX_HEADER})",
+            bytes.len()
+        )));
+    }
+    let text = std::str::from_utf8(&bytes[8..8 + n as usize])
+        .map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let serde_json::Value::Object(obj) = v else {
+        return Err(bad("header is not a JSON object"));
+    };
+    for (name, t) in &obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        match t.get("dtype").and_then(|d| d.as_str()) {
+            Some("F16" | "BF16" | "F32" | "F64") => {}
+            d => {
+                return Err(bad(format!(
+                    "tensor {name:?} has dtype {d:?} (expected F16, BF16, F32 or F64)"
+                )))
+            }
+        }
+    }
+    Ok(obj)
+}
+
+/// The JSON model config stored in the metadata key `"config"`.
+pub fn metadata_config(bytes: &[u8]) -> Result<String> {
+    let h = header(bytes)?;
+    h.get("__metadata__")
+        .and_then(|m| m.get("config"))
+        .and_then(|c| c.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| bad("no \"config\" in the metadata (export with train/export.py)"))
+}
+
+/// Tensors of a weights file, handed out by name with shape checks; records which names the
+/// network asked for.
+struct Recording {
+    tensors: HashMap<String, Tensor>,
+    used: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl SimpleBackend for Recording {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = self.get_unchecked(name, dtype, dev)?;
+        if t.shape() != &s {
+            return Err(candle_core::Error::Msg(format!(
+                "tensor {name:?} has shape {:?} (expected {:?})",
+                t.shape().dims(),
+                s.dims()
+            )));
+        }
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name:?}")))?;
+        if let Ok(mut u) = self.used.lock() {
+            u.insert(name.to_owned());
+        }
+        t.to_device(dev)?.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+/// After building a network from [`var_builder`]: checks that it used every tensor.
+pub(crate) struct UsageCheck {
+    names: BTreeSet<String>,
+    used: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl UsageCheck {
+    pub(crate) fn all_used(&self) -> Result<()> {
+        let used = self
+            .used
+            .lock()
+            .map_err(|_| Error::Model("weights loader poisoned".into()))?;
+        match self.names.difference(&used).next() {
+            Some(extra) => Err(bad(format!(
+                "unexpected tensor {extra:?} (the model config does not use it)"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A CPU, f32 var builder over all tensors of a weights file.
+pub(crate) fn var_builder(bytes: &[u8]) -> Result<(VarBuilder<'static>, UsageCheck)> {
+    header(bytes)?;
+    let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|e| bad(e.to_string()))?;
+    let names = tensors.keys().cloned().collect();
+    let used = Arc::new(Mutex::new(BTreeSet::new()));
+    let backend = Recording {
+        tensors,
+        used: used.clone(),
+    };
+    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu);
+    Ok((vb, UsageCheck { names, used }))
+}

@@ -1,0 +1,189 @@
+"""Export ddpmc epsilon-models to safetensors for the Rust side (src/model/unet.rs).
+
+    python train/export.py --ckpt train/runs/main/ema.pt --out models/default.safetensors
+    python train/export.py --tiny format-spec/vectors/tiny.safetensors
+
+--out writes the EMA weights of a training checkpoint, and with them the parity vector
+(models/parity.safetensors next to --out unless --parity names another path or --no-parity):
+a few inputs z, their log-SNR values and the PyTorch v outputs computed in float64, which
+tests/model.rs checks candle against.
+--tiny writes a tiny randomly initialised model (fixed seed) for the codec's test vectors.
+
+The bytes are deterministic: tensors in sorted key order, all float32 (parity outputs float64),
+a JSON header with sorted keys and no spaces, padded with spaces to a multiple of 8 bytes.
+Metadata: "config" (JSON of the model config) and "step" (training steps, "0" for --tiny).
+The model id is the SHA-256 of the file's bytes; this script prints it with the parameter count
+and the FLOPs per pixel.
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import diffusion as D  # noqa: E402
+import model as M  # noqa: E402
+
+TINY_CONFIG = {"channels": [8, 8, 8, 8], "blocks": 1, "emb_freqs": 4, "emb_dim": 16}
+TINY_SEED = 20261201
+PARITY_SEED = 7
+# (height, width, t): two images of 32x48 and one of 16x16, at t = 20, 150, 600.
+PARITY_CASES = [(32, 48, 20), (32, 48, 150), (16, 16, 600)]
+
+_DTYPES = {np.dtype("<f4"): "F32", np.dtype("<f8"): "F64", np.dtype("<i8"): "I64"}
+
+
+def safetensors_bytes(tensors: dict, metadata: dict) -> bytes:
+    """Serialise {name: np.ndarray} with string metadata; byte-for-byte deterministic."""
+    header = {"__metadata__": {k: str(v) for k, v in metadata.items()}}
+    blobs = []
+    off = 0
+    for name in sorted(tensors):
+        a = tensors[name]
+        dt = a.dtype.newbyteorder("<")
+        if dt not in _DTYPES:
+            raise ValueError(f"{name}: unsupported dtype {a.dtype}")
+        b = np.ascontiguousarray(a, dtype=dt).tobytes()
+        header[name] = {"dtype": _DTYPES[dt], "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+def write(path: str, data: bytes) -> str:
+    d = os.path.dirname(path)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def model_bytes(model: M.UNet, step: int) -> bytes:
+    sd = {k: v.detach().cpu().float().numpy() for k, v in model.state_dict().items()}
+    meta = {"config": json.dumps(model.config, sort_keys=True, separators=(",", ":")), "step": int(step)}
+    return safetensors_bytes(sd, meta)
+
+
+def load_safetensors(path: str) -> M.UNet:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(path, "pt") as f:
+        meta = f.metadata() or {}
+    m = M.UNet(json.loads(meta["config"]))
+    m.load_state_dict(load_file(path))
+    return m.eval()
+
+
+def describe(model: M.UNet, digest: str, path: str, nbytes: int):
+    params = sum(p.numel() for p in model.parameters())
+    print(f"wrote {path} ({nbytes} bytes)")
+    print(f"  model id        {digest}")
+    print(f"  config          {json.dumps(model.config, sort_keys=True)}")
+    print(f"  parameters      {params}")
+    print(f"  FLOPs per pixel {M.flops_per_pixel(model)}")
+
+
+@torch.no_grad()
+def forward_f64(model: M.UNet, z: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+    """v in float64: the log-SNR embedding exactly as trained (float32, as the Rust side
+    computes it), everything after it in float64."""
+    m64 = M.UNet(model.config)
+    m64.load_state_dict(model.state_dict())
+    m64 = m64.double().eval()
+    orig = M.logsnr_embedding
+    M.logsnr_embedding = lambda lam, n: orig(lam, n).double()
+    try:
+        return m64(z.double(), logsnr.float())
+    finally:
+        M.logsnr_embedding = orig
+
+
+def parity_bytes(model: M.UNet, model_id: str) -> bytes:
+    """Noise-like inputs (smoothed Gaussian noise plus a gradient, in the range of latents)."""
+    g = torch.Generator().manual_seed(PARITY_SEED)
+    tensors = {}
+    ts, lams, abars = [], [], []
+    for i, (h, w, t) in enumerate(PARITY_CASES):
+        abar = float(D.ABAR[t])
+        lam = float(D.logsnr_of_abar(D.ABAR[t]))
+        img = torch.nn.functional.avg_pool2d(torch.randn(1, 3, h + 4, w + 4, generator=g), 5, 1) * 2.0
+        yy = torch.linspace(-0.5, 0.5, h)[:, None]
+        xx = torch.linspace(-0.5, 0.5, w)[None, :]
+        x = (img + yy + xx).clamp(-1, 1)
+        z = (math.sqrt(abar) * x + math.sqrt(1 - abar) * torch.randn(1, 3, h, w, generator=g)).float()
+        v = forward_f64(model, z, torch.tensor([lam], dtype=torch.float64))
+        tensors[f"z{i}"] = z[0].numpy().astype("<f4")
+        tensors[f"v{i}"] = v[0].numpy().astype("<f8")
+        ts.append(t)
+        lams.append(lam)
+        abars.append(abar)
+    tensors["t"] = np.array(ts, dtype="<i8")
+    tensors["logsnr"] = np.array(lams, dtype="<f8")
+    tensors["abar"] = np.array(abars, dtype="<f8")
+    return safetensors_bytes(tensors, {"model_id": model_id, "cases": len(PARITY_CASES)})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", help="training checkpoint (ema.pt: keys ema, config, step)")
+    ap.add_argument("--out", help="safetensors path for the EMA weights of --ckpt")
+    ap.add_argument("--parity", help="parity vector path (default: parity.safetensors next to --out)")
+    ap.add_argument("--no-parity", action="store_true", help="do not write the parity vector")
+    ap.add_argument("--weights", help="with --parity and no --ckpt: an exported model to compute it for")
+    ap.add_argument("--tiny", help="write a tiny random model here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    did = False
+
+    if args.tiny:
+        torch.manual_seed(TINY_SEED)
+        tiny = M.UNet(TINY_CONFIG).eval()
+        data = model_bytes(tiny, 0)
+        describe(tiny, write(args.tiny, data), args.tiny, len(data))
+        did = True
+
+    model, model_id = None, None
+    if args.ckpt:
+        if not args.out:
+            ap.error("--ckpt needs --out")
+        st = torch.load(args.ckpt, map_location="cpu", weights_only=False)
+        model = M.UNet(st["config"])
+        model.load_state_dict(st["ema"])
+        data = model_bytes(model, st.get("step", 0))
+        model_id = write(args.out, data)
+        model = load_safetensors(args.out)  # the parity vector is for exactly the shipped bytes
+        describe(model, model_id, args.out, len(data))
+        print(f"  training steps  {st.get('step', 0)}")
+        did = True
+    elif args.weights:
+        with open(args.weights, "rb") as f:
+            model_id = hashlib.sha256(f.read()).hexdigest()
+        model = load_safetensors(args.weights)
+
+    parity = args.parity
+    if parity is None and args.out and not args.no_parity:
+        parity = os.path.join(os.path.dirname(args.out), "parity.safetensors")
+    if parity and not args.no_parity:
+        if model is None:
+            ap.error("--parity needs --ckpt/--out or --weights")
+        data = parity_bytes(model, model_id)
+        print(f"wrote {parity} ({len(data)} bytes, sha256 {write(parity, data)}) for model {model_id}")
+        did = True
+    if not did:
+        ap.error("nothing to do: give --ckpt/--out, --tiny or --weights/--parity")
+
+
+if __name__ == "__main__":
+    main()
