@@ -135,6 +135,7 @@ fn draw<DB: DrawingBackend>(
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(RGBColor(238, 238, 238))
         .x_desc("bits per pixel")
         .y_desc(y_label)
         .label_style((FAMILY, 14))

@@ -160,7 +160,7 @@ pub fn summary_csv(s: &Summary) -> String {
     let mut out = String::from("codec,target_bpp,psnr,ms_ssim\n");
     for (codec, vals) in s {
         for (t, (p, m)) in TARGET_BPP.iter().zip(vals) {
-            let _ = writeln!(out, "{},{t},{},{}", field(codec), opt(*p, 3), opt(*m, 5));
+            let _ = writeln!(out, "{},{t:?},{},{}", field(codec), opt(*p, 3), opt(*m, 5));
         }
     }
     out
