@@ -114,7 +114,7 @@ fn draw<DB: DrawingBackend>(
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
             (a.min(p.1), b.max(p.1))
         });
-    if !(y_hi > y_lo) {
+    if y_hi.partial_cmp(&y_lo) != Some(std::cmp::Ordering::Greater) {
         (y_lo, y_hi) = match metric {
             Metric::Psnr => (20.0, 45.0),
             Metric::MsSsim => (0.8, 1.0),

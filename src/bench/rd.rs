@@ -6,6 +6,7 @@
 //! extrapolated). BD-rate and BD-PSNR follow Bjontegaard (VCEG-M33): a least-squares cubic in
 //! log-rate, integrated over the overlapping range of the two curves.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use super::Row;
@@ -104,7 +105,7 @@ pub fn envelope(curve: &[CurvePoint], metric: Metric) -> Vec<(f64, f64)> {
 /// Value at `target` bpp, linear in ln(bpp) between the neighbouring points of `env` (as
 /// returned by [`envelope`]); `None` outside the curve's range.
 pub fn interp_log_bpp(env: &[(f64, f64)], target: f64) -> Option<f64> {
-    if !(target > 0.0) || env.is_empty() {
+    if target.partial_cmp(&0.0) != Some(Ordering::Greater) || env.is_empty() {
         return None;
     }
     for w in env.windows(2) {
@@ -153,11 +154,12 @@ fn polyfit(xs: &[f64], ys: &[f64], deg: usize) -> Option<Vec<f64>> {
             return None;
         }
         m.swap(col, piv);
-        for r in 0..n {
+        let pivot = m[col].clone();
+        for (r, row) in m.iter_mut().enumerate() {
             if r != col {
-                let f = m[r][col] / m[col][col];
-                for k in col..=n {
-                    m[r][k] -= f * m[col][k];
+                let f = row[col] / pivot[col];
+                for (x, p) in row.iter_mut().zip(&pivot).skip(col) {
+                    *x -= f * p;
                 }
             }
         }
@@ -168,11 +170,11 @@ fn polyfit(xs: &[f64], ys: &[f64], deg: usize) -> Option<Vec<f64>> {
     for (k, &qk) in q.iter().enumerate() {
         // (x - c)^k = sum_j binom(k, j) x^j (-c)^(k - j)
         let mut binom = 1.0;
-        for j in 0..=k {
+        for (j, pj) in p.iter_mut().enumerate().take(k + 1) {
             if j > 0 {
                 binom = binom * (k + 1 - j) as f64 / j as f64;
             }
-            p[j] += qk / s.powi(k as i32) * binom * (-c).powi((k - j) as i32);
+            *pj += qk / s.powi(k as i32) * binom * (-c).powi((k - j) as i32);
         }
     }
     Some(p)
@@ -204,7 +206,7 @@ pub fn bd_rate(anchor: &[(f64, f64)], test: &[(f64, f64)]) -> Option<f64> {
     let (rt, qt): (Vec<f64>, Vec<f64>) = test.iter().map(|&(b, v)| (b.ln(), v)).unzip();
     let lo = min(&qa).max(min(&qt));
     let hi = max(&qa).min(max(&qt));
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(Ordering::Greater) {
         return None;
     }
     let pa = polyfit(&qa, &ra, deg)?;
@@ -221,7 +223,7 @@ pub fn bd_quality(anchor: &[(f64, f64)], test: &[(f64, f64)]) -> Option<f64> {
     let (rt, qt): (Vec<f64>, Vec<f64>) = test.iter().map(|&(b, v)| (b.ln(), v)).unzip();
     let lo = min(&ra).max(min(&rt));
     let hi = max(&ra).min(max(&rt));
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(Ordering::Greater) {
         return None;
     }
     let pa = polyfit(&ra, &qa, deg)?;
