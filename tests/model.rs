@@ -373,8 +373,7 @@ fn tiles_covering_the_image_equal_whole() {
 #[test]
 fn tiled_matches_whole_on_a_large_image() {
     // Above Tiling::MAX_WHOLE pixels predict_x0 runs in Tiling::DEFAULT tiles (the tiny
-    // model keeps this fast); it stays close to a whole-image evaluation (random weights reach
-    // further than trained ones: 3e-2 here, against 3e-3 for the trained model below).
+    // model keeps this fast); it stays close to a whole-image evaluation (5e-4 here).
     let net = UNet::from_safetensors_bytes(&tiny_bytes()).unwrap();
     let (h, w) = (1024, 1040);
     assert!(h * w > Tiling::MAX_WHOLE);
@@ -389,13 +388,13 @@ fn tiled_matches_whole_on_a_large_image() {
         .collect();
     let d = max_abs_diff(&tiled, &whole);
     println!("tiny model, {w}x{h}, default tiling: max |tiled - whole| = {d:.3e}");
-    assert!(d < 0.1, "max |tiled - whole| = {d}");
+    assert!(d < 1e-2, "max |tiled - whole| = {d}");
 }
 
 #[test]
 fn tiled_default_model_close_to_whole() {
-    // The default model on 128x128 with small tiles (48-pixel cores, 32-pixel halo: half the
-    // default halo), reported and bounded loosely.
+    // The default model on 128x128 with small tiles (48-pixel cores, 32-pixel halo: a quarter
+    // of the default halo), reported and bounded loosely.
     let net = default_model().unwrap();
     let (h, w) = (128, 128);
     let z = latent(h, w, 6);

@@ -8,6 +8,10 @@
 a few inputs z, their log-SNR values and the PyTorch v outputs computed in float64, which
 tests/model.rs checks candle against.
 --tiny writes a tiny randomly initialised model (fixed seed) for the codec's test vectors.
+--tiling-check IMAGE prints how far tiled evaluation (src/model/unet.rs, Tiling) is from
+whole-image evaluation for --weights (or --ckpt), by halo and noise level:
+
+    python train/export.py --weights models/default.safetensors --tiling-check ../shared/data/kodak/kodim23.png
 
 The bytes are deterministic: tensors in sorted key order, all float32 (parity outputs float64),
 a JSON header with sorted keys and no spaces, padded with spaces to a multiple of 8 bytes.
@@ -135,6 +139,40 @@ def parity_bytes(model: M.UNet, model_id: str) -> bytes:
     return safetensors_bytes(tensors, {"model_id": model_id, "cases": len(PARITY_CASES)})
 
 
+def cuts(n: int, core: int):
+    """Core intervals covering 0..n, as Tiling in src/model/unet.rs cuts them."""
+    return [(k * core, min(n, (k + 1) * core)) for k in range((n + core - 1) // core)]
+
+
+@torch.no_grad()
+def tiling_check(model: M.UNet, path: str, core: int = 256, halos=(32, 64, 96, 128, 160), ts=(150, 600, 900)):
+    """Max and RMS |x0 tiled - x0 whole| on one image (cropped to multiples of 16)."""
+    from PIL import Image
+    a = np.array(Image.open(path).convert("RGB"))
+    m = model.multiple
+    a = a[: a.shape[0] // m * m, : a.shape[1] // m * m]
+    x = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 127.5 - 1
+    H, W = x.shape[2], x.shape[3]
+    g = torch.Generator().manual_seed(0)
+    print(f"{path}: {W}x{H}, {core}-pixel cores; max |dx0| (8-bit levels), rms |dx0|")
+    for t in ts:
+        ab = float(D.ABAR[t])
+        lam = torch.tensor([float(D.logsnr_of_abar(D.ABAR[t]))]).float()
+        z = math.sqrt(ab) * x + math.sqrt(1 - ab) * torch.randn(x.shape, generator=g)
+        vw = model(z, lam)
+        for halo in halos:
+            v = torch.zeros_like(vw)
+            for y0, y1 in cuts(H, core):
+                for x0, x1 in cuts(W, core):
+                    ty0, ty1 = max(0, y0 - halo), min(H, y1 + halo)
+                    tx0, tx1 = max(0, x0 - halo), min(W, x1 + halo)
+                    tv = model(z[:, :, ty0:ty1, tx0:tx1], lam)
+                    v[:, :, y0:y1, x0:x1] = tv[:, :, y0 - ty0:y1 - ty0, x0 - tx0:x1 - tx0]
+            d = (v - vw).abs() * math.sqrt(1 - ab)
+            print(f"  t={t} halo={halo}: max {float(d.max()):.2e} ({float(d.max()) * 127.5:.3f}), "
+                  f"rms {float(d.pow(2).mean().sqrt()):.2e}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", help="training checkpoint (ema.pt: keys ema, config, step)")
@@ -143,6 +181,7 @@ def main():
     ap.add_argument("--no-parity", action="store_true", help="do not write the parity vector")
     ap.add_argument("--weights", help="with --parity and no --ckpt: an exported model to compute it for")
     ap.add_argument("--tiny", help="write a tiny random model here")
+    ap.add_argument("--tiling-check", metavar="IMAGE", help="compare tiled and whole evaluation on IMAGE")
     args = ap.parse_args()
     torch.set_num_threads(1)
     did = False
@@ -181,8 +220,14 @@ def main():
         data = parity_bytes(model, model_id)
         print(f"wrote {parity} ({len(data)} bytes, sha256 {write(parity, data)}) for model {model_id}")
         did = True
+    if args.tiling_check:
+        if model is None:
+            ap.error("--tiling-check needs --ckpt/--out or --weights")
+        torch.set_num_threads(2)
+        tiling_check(model, args.tiling_check)
+        did = True
     if not did:
-        ap.error("nothing to do: give --ckpt/--out, --tiny or --weights/--parity")
+        ap.error("nothing to do: give --ckpt/--out, --tiny, --weights with --parity or --tiling-check")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ pub trait Denoiser: Send + Sync {
     fn id(&self) -> [u8; 32];
 }
 
+pub mod fast;
+pub mod kernels;
+pub mod ops;
 pub mod unet;
 pub mod weights;
 

@@ -1,0 +1,298 @@
+//! Stage 2 (SPEC §7): the fast forward pass of the v-prediction U-Net, NHWC throughout.
+//!
+//! The same network as [`super::unet::UNet::forward`] (same safetensors keys, same weights),
+//! run on the NHWC kernels of [`super::kernels`] through the candle custom ops of
+//! [`super::ops`]: convolutions are tiled `gemm` calls with a constant tile size, so outputs
+//! are bit-identical whatever the thread count. Layout conversions happen only at the ends,
+//! fused with the stem's pixel-unshuffle and the output's pixel-shuffle. Fusions: ChanNorm +
+//! SiLU in one pass (reading the skip concatenation's two halves directly, as the skip
+//! convolution does: the concatenation is never built), and in the output pass of a ResBlock's first convolution; each convolution adds its bias, the ResBlock's noise-level embedding
+//! (folded into conv1's bias) and the residual (conv2) while it writes its output; Down's
+//! pixel-unshuffle is part of its convolution's input gather.
+//!
+//! Results differ from the candle path only by float rounding (summation order); the tests
+//! bound the difference.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+use super::kernels::Kernel;
+use super::ops::{self, Conv};
+use super::unet::{embedding_freqs, logsnr_embedding, UNetConfig};
+
+/// A convolution and its bias.
+#[derive(Debug, Clone)]
+struct FastConv {
+    op: Conv,
+    bias: Tensor,
+}
+
+impl FastConv {
+    /// Loads `weight` `[cout, cin', k, k]` and `bias` `[cout]` under `vb`.
+    fn new(vb: VarBuilder, kernel: Kernel, cin: usize, cout: usize) -> candle_core::Result<Self> {
+        let (cin_w, k) = match kernel {
+            Kernel::K1 => (cin, 1),
+            Kernel::K3 => (cin, 3),
+            Kernel::Down2 => (4 * cin, 1),
+        };
+        let weight = vb.get((cout, cin_w, k, k), "weight")?;
+        let bias = vb.get(cout, "bias")?.to_dtype(DType::F32)?;
+        Ok(FastConv {
+            op: Conv::new(kernel, &weight)?,
+            bias,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        self.op.forward(x, &self.bias, residual)
+    }
+}
+
+/// ChanNorm parameters.
+#[derive(Debug, Clone)]
+struct FastNorm {
+    weight: Tensor,
+    bias: Tensor,
+    /// `(2, c)`: weight and bias, for [`ops::chan_norm_concat`].
+    weight_bias: Tensor,
+}
+
+impl FastNorm {
+    fn new(vb: VarBuilder, c: usize) -> candle_core::Result<Self> {
+        let weight = vb.get(c, "weight")?.to_dtype(DType::F32)?;
+        let bias = vb.get(c, "bias")?.to_dtype(DType::F32)?;
+        let weight_bias = Tensor::stack(&[&weight, &bias], 0)?;
+        Ok(FastNorm {
+            weight,
+            bias,
+            weight_bias,
+        })
+    }
+
+    /// SiLU(ChanNorm(x)), NHWC.
+    fn norm_silu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        ops::chan_norm(x, &self.weight, &self.bias, true)
+    }
+}
+
+/// Residual block (see `ResBlock` in `unet.rs`), NHWC.
+#[derive(Debug, Clone)]
+struct FastResBlock {
+    norm1: FastNorm,
+    /// conv1 with norm2 + SiLU fused into its output pass.
+    conv1: FastConv,
+    emb: Linear,
+    conv2: FastConv,
+    skip: Option<FastConv>,
+}
+
+impl FastResBlock {
+    fn new(vb: VarBuilder, cin: usize, cout: usize, emb_dim: usize) -> candle_core::Result<Self> {
+        let conv1 = FastConv::new(vb.pp("conv1"), Kernel::K3, cin, cout)?;
+        let norm2 = FastNorm::new(vb.pp("norm2"), cout)?;
+        Ok(FastResBlock {
+            norm1: FastNorm::new(vb.pp("norm1"), cin)?,
+            conv1: FastConv {
+                op: conv1.op.with_norm_silu(&norm2.weight, &norm2.bias)?,
+                bias: conv1.bias,
+            },
+            emb: candle_nn::linear(emb_dim, cout, vb.pp("emb"))?,
+            conv2: FastConv::new(vb.pp("conv2"), Kernel::K3, cout, cout)?,
+            skip: if cin != cout {
+                Some(FastConv::new(vb.pp("skip"), Kernel::K1, cin, cout)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// `x`: NHWC; `e`: the embedding after the MLP, (1, emb_dim), shared by the batch.
+    fn forward(&self, x: &Tensor, e: &Tensor) -> candle_core::Result<Tensor> {
+        let s = match &self.skip {
+            Some(s) => s.forward(x, None)?,
+            None => x.clone(),
+        };
+        self.finish(&self.norm1.norm_silu(x)?, &s, e)
+    }
+
+    /// [`FastResBlock::forward`] of the channel concatenation `[a, b]`, never built: the norm
+    /// and the skip convolution read both halves.
+    fn forward_concat(&self, a: &Tensor, b: &Tensor, e: &Tensor) -> candle_core::Result<Tensor> {
+        let Some(skip) = &self.skip else {
+            candle_core::bail!("a ResBlock on concatenated inputs needs a skip convolution");
+        };
+        let s = skip.op.forward_concat(a, b, &skip.bias)?;
+        let xn = ops::chan_norm_concat(a, b, &self.norm1.weight_bias, true)?;
+        self.finish(&xn, &s, e)
+    }
+
+    /// The block from `xn` = SiLU(norm1(x)) and the skip path `s`.
+    fn finish(&self, xn: &Tensor, s: &Tensor, e: &Tensor) -> candle_core::Result<Tensor> {
+        // conv1's bias plus this block's embedding term: one per-channel vector.
+        let bias1 = (&self.conv1.bias + self.emb.forward(e)?.flatten_all()?)?;
+        // SiLU(norm2(conv1(xn) + bias1)), the norm fused into the convolution.
+        let h = self.conv1.op.forward(xn, &bias1, None)?;
+        self.conv2.forward(&h, Some(s))
+    }
+}
+
+/// The v-prediction U-Net on the NHWC kernels; built from the same var builder (safetensors
+/// keys) as [`super::UNet`].
+#[derive(Debug, Clone)]
+pub struct FastUNet {
+    cfg: UNetConfig,
+    freqs: Vec<f32>,
+    emb1: Linear,
+    emb2: Linear,
+    stem: FastConv,
+    down_blocks: Vec<Vec<FastResBlock>>,
+    downs: Vec<FastConv>,
+    mid: FastResBlock,
+    up_blocks: Vec<FastResBlock>,
+    ups: Vec<FastConv>,
+    out_norm: FastNorm,
+    out_conv: FastConv,
+}
+
+impl FastUNet {
+    /// Loads the network; convolution weights are converted once to the kernels' layout.
+    pub fn new(vb: VarBuilder, cfg: &UNetConfig) -> candle_core::Result<Self> {
+        let ch = &cfg.channels;
+        let ed = cfg.emb_dim;
+        let n = ch.len();
+        let mut down_blocks = Vec::with_capacity(n);
+        let mut downs = Vec::with_capacity(n.saturating_sub(1));
+        for (i, &c) in ch.iter().enumerate() {
+            let vbi = vb.pp("down_blocks").pp(i);
+            down_blocks.push(
+                (0..cfg.blocks)
+                    .map(|j| FastResBlock::new(vbi.pp(j), c, c, ed))
+                    .collect::<candle_core::Result<Vec<_>>>()?,
+            );
+            if i + 1 < n {
+                let vbd = vb.pp("downs").pp(i).pp("conv");
+                downs.push(FastConv::new(vbd, Kernel::Down2, c, ch[i + 1])?);
+            }
+        }
+        let mut up_blocks = Vec::with_capacity(n);
+        let mut ups = Vec::with_capacity(n.saturating_sub(1));
+        for (i, &c) in ch.iter().enumerate() {
+            up_blocks.push(FastResBlock::new(vb.pp("up_blocks").pp(i), 2 * c, c, ed)?);
+            if i > 0 {
+                let vbu = vb.pp("ups").pp(i - 1).pp("conv");
+                ups.push(FastConv::new(vbu, Kernel::K1, c, 4 * ch[i - 1])?);
+            }
+        }
+        Ok(FastUNet {
+            cfg: cfg.clone(),
+            freqs: embedding_freqs(cfg.emb_freqs),
+            emb1: candle_nn::linear(2 * cfg.emb_freqs, ed, vb.pp("emb1"))?,
+            emb2: candle_nn::linear(ed, ed, vb.pp("emb2"))?,
+            stem: FastConv::new(vb.pp("stem"), Kernel::K3, 12, ch[0])?,
+            down_blocks,
+            downs,
+            mid: FastResBlock::new(vb.pp("mid"), ch[n - 1], ch[n - 1], ed)?,
+            up_blocks,
+            ups,
+            out_norm: FastNorm::new(vb.pp("out_norm"), ch[0])?,
+            out_conv: FastConv::new(vb.pp("out_conv"), Kernel::K3, ch[0], 12)?,
+        })
+    }
+
+    /// The network: v for planar latents `z` (B, 3, H, W) at conditioning `logsnr`; H and W
+    /// multiples of [`UNetConfig::multiple`]. Returns planar (B, 3, H, W).
+    pub fn forward(&self, z: &Tensor, logsnr: f32) -> candle_core::Result<Tensor> {
+        let emb = logsnr_embedding(logsnr, &self.freqs);
+        let e = Tensor::from_vec(emb, (1, 2 * self.cfg.emb_freqs), &Device::Cpu)?;
+        let e = candle_nn::ops::silu(&self.emb1.forward(&e)?)?;
+        let e = candle_nn::ops::silu(&self.emb2.forward(&e)?)?;
+        let z = z.to_dtype(DType::F32)?.contiguous()?;
+        let mut h = self.stem.forward(&ops::nchw_unshuffle_to_nhwc(&z)?, None)?;
+        let n = self.down_blocks.len();
+        let mut skips = Vec::with_capacity(n);
+        for i in 0..n {
+            for blk in &self.down_blocks[i] {
+                h = blk.forward(&h, &e)?;
+            }
+            skips.push(h.clone());
+            if i + 1 < n {
+                h = self.downs[i].forward(&h, None)?;
+            }
+        }
+        h = self.mid.forward(&h, &e)?;
+        for i in (0..n).rev() {
+            h = self.up_blocks[i].forward_concat(&h, &skips[i], &e)?;
+            if i > 0 {
+                h = ops::pixel_shuffle(&self.ups[i - 1].forward(&h, None)?)?;
+            }
+        }
+        let h = self.out_conv.forward(&self.out_norm.norm_silu(&h)?, None)?;
+        ops::nhwc_shuffle_to_nchw(&h)
+    }
+
+    /// v for one planar image (3 x h x w); the caller checks the sizes.
+    pub fn predict_v(&self, z: &[f32], h: usize, w: usize, logsnr: f32) -> crate::Result<Vec<f32>> {
+        let zt = Tensor::from_slice(z, (1, 3, h, w), &Device::Cpu)?;
+        let v = self.forward(&zt, logsnr)?;
+        Ok(v.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{default_model, Denoiser};
+
+    fn latent(h: usize, w: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..3 * h * w)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let noise = (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+                ((i % w) as f32 * 0.11).sin() * 0.6 + noise * 0.5
+            })
+            .collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn fast_path_matches_candle_path_on_the_default_model() {
+        let fast = default_model().unwrap();
+        let reference = fast.clone().reference_path();
+        let (h, w) = (48, 80);
+        for (i, logsnr) in [-6.0f32, 0.0, 5.0].into_iter().enumerate() {
+            let z = latent(h, w, i as u64);
+            let a = fast.predict_v(&z, h, w, logsnr).unwrap();
+            let b = reference.predict_v(&z, h, w, logsnr).unwrap();
+            let d = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            println!("log-SNR {logsnr}: max |v_fast - v_candle| = {d:.3e}");
+            assert!(d < 1e-4, "log-SNR {logsnr}: max |v_fast - v_candle| = {d}");
+            assert_ne!(bits(&a), bits(&b), "the fast path did not run");
+        }
+    }
+
+    #[test]
+    fn fast_path_is_bit_identical_across_thread_counts() {
+        let net = default_model().unwrap();
+        let (h, w) = (64, 48);
+        let z = latent(h, w, 7);
+        let run = |n: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+                .install(|| net.predict_x0(&z, h, w, 0.4, -0.4).unwrap())
+        };
+        let one = bits(&run(1));
+        assert_eq!(one, bits(&run(2)));
+        assert_eq!(one, bits(&run(3)));
+    }
+}
