@@ -1,3 +1,104 @@
-//! The `ddpmc` command line: encode, decode, info, bench.
+//! The `ddpmc` command line: one module per command (SPEC §13 describes the file format the
+//! commands read and write).
 
-fn main() {}
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ddpmc::model::{default_model, Denoiser, UNet};
+
+mod decode;
+mod encode;
+mod info;
+
+/// ddpmc: progressive lossy-to-lossless image coding with a denoising diffusion model.
+///
+/// A .ddpmc file is a chain of steps from noise towards the image; any prefix of whole steps
+/// decodes to a picture, and an optional last chunk makes it exact.
+#[derive(Parser)]
+#[command(name = "ddpmc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encode an image (PNG, JPEG, BMP, TIFF, PNM, WebP, GIF, TGA) into a .ddpmc file.
+    Encode(encode::Args),
+    /// Decode a .ddpmc file (or its first steps) into an image.
+    Decode(decode::Args),
+    /// Show what a .ddpmc file holds: size, model, schedule, bytes per step.
+    Info(info::Args),
+}
+
+/// The network: the built-in default model, or the safetensors file at `path`.
+pub(crate) fn load_model(path: Option<&Path>) -> ddpmc::Result<Box<dyn Denoiser>> {
+    Ok(match path {
+        Some(p) => Box::new(UNet::from_file(p)?),
+        None => Box::new(default_model()?),
+    })
+}
+
+/// Write `bytes` to `out` through a temporary file in the same folder and a rename, so that a
+/// failure never leaves a partial output file.
+pub(crate) fn write_atomic(
+    out: &Path,
+    write: impl FnOnce(&Path) -> ddpmc::Result<()>,
+) -> ddpmc::Result<()> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = out
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let tmp: PathBuf = out.with_file_name(format!(".{name}.{}.tmp{ext}", std::process::id()));
+    match write(&tmp).and_then(|()| std::fs::rename(&tmp, out).map_err(Into::into)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Refuse to overwrite `out` unless `force`.
+pub(crate) fn check_overwrite(out: &Path, force: bool) -> ddpmc::Result<()> {
+    if out.exists() && !force {
+        return Err(ddpmc::Error::Parameter(format!(
+            "{} exists (use --force to overwrite)",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr.
+pub(crate) fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    b.set_message(what.to_string());
+    b
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Encode(a) => encode::run(a),
+        Command::Decode(a) => decode::run(a),
+        Command::Info(a) => info::run(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

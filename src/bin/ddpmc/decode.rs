@@ -1,0 +1,142 @@
+//! `ddpmc decode`.
+
+use std::path::PathBuf;
+
+use ddpmc::codec::{chunk_ends, Decoder, Recon};
+
+/// How to turn the latent into an image.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReconArg {
+    /// One network call: the denoised estimate (best PSNR).
+    Denoise,
+    /// Deterministic steps to the end of the chain (sharper).
+    Flow,
+    /// Ancestral sampling to the end of the chain (most realistic).
+    Sample,
+}
+
+/// Decode a .ddpmc file, or its first steps, into an image.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input .ddpmc file.
+    input: PathBuf,
+    /// Output image; the extension picks the format [default: the input with extension
+    /// .decoded.png].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Decode only the first N steps [default: all].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Reconstruction after the last decoded step.
+    #[arg(long, value_enum, default_value = "denoise")]
+    recon: ReconArg,
+    /// Also write a PNG after every step into this folder (step_01.png, ...).
+    #[arg(long)]
+    frames: Option<PathBuf>,
+    /// On a corrupt chunk, write the image of the last good step instead of failing.
+    #[arg(long)]
+    partial: bool,
+    /// Model weights (safetensors) [default: the built-in model].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Overwrite the output file if it exists.
+    #[arg(short, long)]
+    force: bool,
+    /// No progress bar or summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Run the command.
+pub fn run(a: Args) -> ddpmc::Result<()> {
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| a.input.with_extension("decoded.png"));
+    crate::check_overwrite(&out, a.force)?;
+    let format = image::ImageFormat::from_path(&out).map_err(|_| {
+        ddpmc::Error::Parameter(format!(
+            "cannot tell the image format from {} (use .png, .bmp, .tiff, .ppm ...)",
+            out.display()
+        ))
+    })?;
+    let bytes = std::fs::read(&a.input)?;
+    let model = crate::load_model(a.model.as_deref())?;
+    let recon = match a.recon {
+        ReconArg::Denoise => Recon::Denoise,
+        ReconArg::Flow => Recon::Flow,
+        ReconArg::Sample => Recon::Sample,
+    };
+    if let Some(dir) = &a.frames {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut d = Decoder::new(model.as_ref());
+    d.set_max_steps(a.steps);
+    let bar = (!a.quiet).then(|| crate::bar(0, "decoding"));
+    let mut pos = 0;
+    let mut failure = None;
+    let mut frames_written = 0;
+    for end in chunk_ends(&bytes) {
+        if let Err(e) = d.push(&bytes[pos..end]) {
+            failure = Some(e);
+            break;
+        }
+        pos = end;
+        if let (Some(b), Some(t)) = (&bar, d.steps_total()) {
+            b.set_length(a.steps.map_or(t, |s| s.min(t)) as u64);
+            b.set_position(d.steps_done() as u64);
+        }
+        if let Some(dir) = &a.frames {
+            while frames_written < d.steps_done() {
+                frames_written += 1;
+                let f = dir.join(format!("step_{frames_written:02}.png"));
+                d.image(recon)?.save(&f)?;
+            }
+        }
+    }
+    if failure.is_none() && pos < bytes.len() {
+        failure = d.push(&bytes[pos..]).err();
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if let Some(e) = failure {
+        if !(a.partial && d.steps_done() > 0) {
+            return Err(e);
+        }
+        eprintln!(
+            "warning: {e}; writing the image after the last good step ({})",
+            d.steps_done()
+        );
+    }
+    let total = d.steps_total().unwrap_or(0);
+    if d.steps_done() == 0 {
+        return Err(ddpmc::Error::Format(
+            "no complete coding step in the file (truncated?)".into(),
+        ));
+    }
+    if !d.is_finished() {
+        eprintln!(
+            "warning: the file is truncated: decoded {} of {total} steps (whole chunks only)",
+            d.steps_done()
+        );
+    }
+    let img = d.image(recon)?;
+    crate::write_atomic(&out, |tmp| Ok(img.save_with_format(tmp, format)?))?;
+    if !a.quiet {
+        eprintln!(
+            "{} -> {}: {}x{}, {} of {total} steps{}",
+            a.input.display(),
+            out.display(),
+            img.width(),
+            img.height(),
+            d.steps_done(),
+            if d.is_lossless() {
+                ", lossless (verified)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}

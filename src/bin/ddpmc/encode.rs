@@ -1,0 +1,86 @@
+//! `ddpmc encode`.
+
+use std::path::PathBuf;
+
+use ddpmc::codec::{encode_with_report, EncodeOptions};
+
+/// Encode an image into a progressive .ddpmc file.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input image.
+    input: PathBuf,
+    /// Output file [default: the input with extension .ddpmc].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Quality preset: the number of coding steps on the ladder
+    /// 1000 -> 400 -> 150 -> 50 -> 15 -> 5 -> 2 (1 = smallest, 6 = best).
+    #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=6), conflicts_with = "bpp")]
+    quality: u8,
+    /// Target size in bits per pixel; the file lands at or just under it.
+    #[arg(long, conflicts_with = "lossless")]
+    bpp: Option<f64>,
+    /// Append a chunk that makes the decoded image bit-exact.
+    #[arg(long)]
+    lossless: bool,
+    /// Model weights (safetensors) [default: the built-in model].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Seed of the shared randomness (dither and starting noise).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Overwrite the output file if it exists.
+    #[arg(short, long)]
+    force: bool,
+    /// No progress bar or summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Run the command.
+pub fn run(a: Args) -> ddpmc::Result<()> {
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| a.input.with_extension("ddpmc"));
+    crate::check_overwrite(&out, a.force)?;
+    let img = image::open(&a.input)?;
+    let model = crate::load_model(a.model.as_deref())?;
+    let opts = EncodeOptions {
+        quality: a.quality,
+        bpp: a.bpp,
+        lossless: a.lossless,
+        seed: a.seed,
+    };
+    let bar = (!a.quiet).then(|| crate::bar(0, "encoding"));
+    let mut progress = |done: usize, total: usize| {
+        if let Some(b) = &bar {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    };
+    let (bytes, rep) = encode_with_report(&img, model.as_ref(), &opts, &mut progress)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    for n in &rep.notices {
+        eprintln!("notice: {n}");
+    }
+    crate::write_atomic(&out, |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
+    if !a.quiet {
+        let px = f64::from(img.width()) * f64::from(img.height());
+        eprintln!(
+            "{} -> {}: {} bytes, {:.4} bpp, {} steps{}",
+            a.input.display(),
+            out.display(),
+            bytes.len(),
+            bytes.len() as f64 * 8.0 / px,
+            rep.steps.len(),
+            if rep.loss_bytes.is_some() {
+                " + lossless"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! `ddpmc info`.
+
+use std::path::PathBuf;
+
+use ddpmc::codec::inspect;
+use ddpmc::entropy::hex;
+
+/// Show what a .ddpmc file holds.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input .ddpmc file.
+    input: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run the command.
+pub fn run(a: Args) -> ddpmc::Result<()> {
+    let bytes = std::fs::read(&a.input)?;
+    let info = inspect(&bytes)?;
+    let h = &info.header;
+    let px = f64::from(h.width) * f64::from(h.height);
+    let colour = match h.colour {
+        ddpmc::format::Colour::Gray => "gray",
+        ddpmc::format::Colour::Rgb => "rgb",
+    };
+    let steps: Vec<serde_json::Value> = info
+        .chunks
+        .iter()
+        .filter(|c| c.kind == "STEP")
+        .enumerate()
+        .map(|(i, c)| {
+            let (block, k) = c.step.unwrap_or((0, 0));
+            serde_json::json!({
+                "step": i + 1,
+                "t_from": h.schedule[i].t,
+                "t_to": h.schedule[i + 1].t,
+                "abar_to": h.schedule[i + 1].abar,
+                "logsnr_to": h.schedule[i + 1].logsnr,
+                "bytes": c.len,
+                "block": block,
+                "k": k,
+                "cumulative_bytes": c.offset + c.len,
+                "cumulative_bpp": (c.offset + c.len) as f64 * 8.0 / px,
+            })
+        })
+        .collect();
+    let loss = info.chunks.iter().find(|c| c.kind == "LOSS");
+    if a.json {
+        let v = serde_json::json!({
+            "width": h.width,
+            "height": h.height,
+            "colour": colour,
+            "source_bit_depth": h.source_depth,
+            "padding_multiple": h.multiple,
+            "model_id": hex(&h.model_id),
+            "seed": h.seed,
+            "steps_in_header": h.steps(),
+            "steps": steps,
+            "lossless_bytes": loss.map(|c| c.len),
+            "total_bytes": info.total_bytes,
+            "bpp": info.total_bytes as f64 * 8.0 / px,
+            "complete": info.complete,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    println!("{}", a.input.display());
+    println!(
+        "  image      {}x{} {colour}, source {} bit, padded to a multiple of {}",
+        h.width, h.height, h.source_depth, h.multiple
+    );
+    println!("  model      {}", hex(&h.model_id));
+    println!("  seed       {}", h.seed);
+    println!(
+        "  total      {} bytes, {:.4} bpp{}",
+        info.total_bytes,
+        info.total_bytes as f64 * 8.0 / px,
+        if info.complete {
+            ""
+        } else {
+            " (truncated: no END chunk)"
+        }
+    );
+    println!("  step  t from -> to     log-SNR   block   K     bytes   cum. bpp");
+    for s in &steps {
+        println!(
+            "  {:>4}  {:>6.1} -> {:<6.1}  {:>7.3}  {:>5}  {:>3}  {:>8}  {:>8.4}",
+            s["step"].as_u64().unwrap_or(0),
+            s["t_from"].as_f64().unwrap_or(0.0),
+            s["t_to"].as_f64().unwrap_or(0.0),
+            s["logsnr_to"].as_f64().unwrap_or(0.0),
+            s["block"].as_u64().unwrap_or(0),
+            s["k"].as_u64().unwrap_or(0),
+            s["bytes"].as_u64().unwrap_or(0),
+            s["cumulative_bpp"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(c) = loss {
+        println!(
+            "  lossless  {:>8} bytes, {:.4} bpp total",
+            c.len,
+            (c.offset + c.len) as f64 * 8.0 / px
+        );
+    }
+    if info.header.steps() > steps.len() {
+        println!(
+            "  ({} of {} steps present)",
+            steps.len(),
+            info.header.steps()
+        );
+    }
+    Ok(())
+}

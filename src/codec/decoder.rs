@@ -1,0 +1,324 @@
+//! Stage 5: the progressive decoder (SPEC §3.3, §6, §10, §11): takes bytes as they arrive,
+//! runs every complete STEP chunk, and reconstructs after any step.
+
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+use super::step::{self, Geometry};
+use super::{lossless, Recon};
+use crate::diffusion::{start_latent, StepCoeffs};
+use crate::entropy::{hex, RangeReader, TableCache};
+use crate::format::{self, kind, Header, LossChunk, StepChunk};
+use crate::model::Denoiser;
+use crate::{Error, Result};
+
+/// A progressive decoder: push bytes as they arrive; each complete STEP chunk advances the
+/// chain by one step, after which [`Decoder::image`] gives a picture.
+pub struct Decoder<'m> {
+    model: &'m dyn Denoiser,
+    buf: Vec<u8>,
+    consumed: usize,
+    preamble_ok: bool,
+    header: Option<Header>,
+    g: Option<Geometry>,
+    z: Vec<f32>,
+    xhat: OnceLock<Vec<f32>>,
+    steps_done: usize,
+    step_ends: Vec<usize>,
+    pixels: Option<Vec<u8>>,
+    finished: bool,
+    max_steps: Option<usize>,
+    skipped: usize,
+}
+
+impl<'m> Decoder<'m> {
+    /// A decoder that uses `model` for the model means.
+    pub fn new(model: &'m dyn Denoiser) -> Self {
+        Decoder {
+            model,
+            buf: Vec::new(),
+            consumed: 0,
+            preamble_ok: false,
+            header: None,
+            g: None,
+            z: Vec::new(),
+            xhat: OnceLock::new(),
+            steps_done: 0,
+            step_ends: Vec::new(),
+            pixels: None,
+            finished: false,
+            max_steps: None,
+            skipped: 0,
+        }
+    }
+
+    /// Stop after `n` steps: later STEP chunks (and LOSS) are read and checked but not run.
+    pub fn set_max_steps(&mut self, n: Option<usize>) {
+        self.max_steps = n;
+    }
+
+    /// Feed more bytes; returns the number of steps completed so far. On error the decoder
+    /// keeps the state of the last complete step.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if !self.preamble_ok {
+            if self.buf.len() < format::PREAMBLE_LEN {
+                if !format::SIGNATURE.starts_with(&self.buf[..self.buf.len().min(8)]) {
+                    return Err(Error::format("not a ddpmc file (signature mismatch)"));
+                }
+                return Ok(self.steps_done);
+            }
+            format::check_preamble(&self.buf)?;
+            self.buf.drain(..format::PREAMBLE_LEN);
+            self.consumed += format::PREAMBLE_LEN;
+            self.preamble_ok = true;
+        }
+        let mut pos = 0;
+        let result = loop {
+            if self.finished {
+                break Ok(());
+            }
+            let (kind, payload, len) = match format::read_chunk(&self.buf[pos..]) {
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+                Ok(Some(c)) => (c.kind, c.payload.to_vec(), c.len),
+            };
+            if let Err(e) = self.handle(kind, &payload, self.consumed + pos + len) {
+                break Err(e);
+            }
+            pos += len;
+        };
+        self.buf.drain(..pos);
+        self.consumed += pos;
+        result.map(|()| self.steps_done)
+    }
+
+    fn handle(&mut self, kind: [u8; 4], payload: &[u8], end: usize) -> Result<()> {
+        let name = String::from_utf8_lossy(&kind).into_owned();
+        if self.header.is_none() && kind != kind::HEAD {
+            if format::is_critical(kind) {
+                return Err(Error::format(format!(
+                    "chunk {name:?} before the header (the first critical chunk must be HEAD)"
+                )));
+            }
+            return Ok(());
+        }
+        match kind {
+            kind::HEAD => {
+                if self.header.is_some() {
+                    return Err(Error::format("second HEAD chunk"));
+                }
+                let h = Header::parse(payload)?;
+                let id = self.model.id();
+                if h.model_id != id {
+                    return Err(Error::ModelMismatch {
+                        file: hex(&h.model_id),
+                        decoder: hex(&id),
+                    });
+                }
+                let (ph, pw) = h.padded();
+                let m = self.model.multiple().max(1);
+                if ph % m != 0 || pw % m != 0 {
+                    return Err(Error::format(format!(
+                        "padded size {pw}x{ph} is not a multiple of the model's {m}"
+                    )));
+                }
+                let g = Geometry {
+                    h: h.height as usize,
+                    w: h.width as usize,
+                    ph,
+                    pw,
+                };
+                self.z = start_latent(h.seed, ph, pw);
+                self.g = Some(g);
+                self.header = Some(h);
+                Ok(())
+            }
+            kind::STEP => {
+                let c = StepChunk::parse(payload)?;
+                let total = self.steps_total().unwrap_or(0);
+                if usize::from(c.index) != self.steps_done + self.skipped {
+                    return Err(Error::format(format!(
+                        "STEP chunk with index {} (expected {})",
+                        c.index,
+                        self.steps_done + self.skipped
+                    )));
+                }
+                if usize::from(c.index) >= total {
+                    return Err(Error::format(format!(
+                        "STEP chunk {} beyond the header's {total} steps",
+                        c.index
+                    )));
+                }
+                if self.max_steps.is_some_and(|m| self.steps_done >= m) {
+                    self.skipped += 1;
+                    return Ok(());
+                }
+                self.run_step(&c)?;
+                self.step_ends.push(end);
+                Ok(())
+            }
+            kind::LOSS => {
+                let total = self.steps_total().unwrap_or(0);
+                if self.steps_done + self.skipped != total || self.pixels.is_some() {
+                    return Err(Error::format(
+                        "LOSS chunk out of place (it must follow the last STEP, once)",
+                    ));
+                }
+                let c = LossChunk::parse(payload)?;
+                if self.steps_done == total {
+                    self.run_lossless(&c)?;
+                }
+                Ok(())
+            }
+            kind::END => {
+                let total = self.steps_total().unwrap_or(0);
+                if self.steps_done + self.skipped != total {
+                    return Err(Error::format(format!(
+                        "END after {} of {total} steps",
+                        self.steps_done + self.skipped
+                    )));
+                }
+                self.finished = true;
+                Ok(())
+            }
+            k if format::is_critical(k) => Err(Error::format(format!(
+                "unknown critical chunk {name:?} (this decoder knows HEAD, STEP, LOSS, END)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn geometry(&self) -> Result<(&Header, Geometry)> {
+        match (&self.header, self.g) {
+            (Some(h), Some(g)) => Ok((h, g)),
+            _ => Err(Error::format("no header decoded yet")),
+        }
+    }
+
+    /// The clipped x0 estimate at the current point (cached; the next step reuses it).
+    fn current_xhat(&self) -> Result<&[f32]> {
+        if let Some(v) = self.xhat.get() {
+            return Ok(v);
+        }
+        let (h, g) = self.geometry()?;
+        let p = h.schedule[self.steps_done];
+        let v = super::denoise(self.model, &self.z, &p, &g)?;
+        let _ = self.xhat.set(v);
+        Ok(self.xhat.get().map(|v| v.as_slice()).unwrap_or(&[]))
+    }
+
+    fn run_step(&mut self, c: &StepChunk) -> Result<()> {
+        let (h, g) = self.geometry()?;
+        let n = self.steps_done;
+        let (pt, ps) = (h.schedule[n], h.schedule[n + 1]);
+        let seed = h.seed;
+        let co = StepCoeffs::new(pt.abar, ps.abar);
+        let b = usize::from(c.block);
+        let (nby, nbx) = g.blocks(b);
+        let levels = step::dither_levels(seed, n, &g);
+        let cache = TableCache::new(u32::from(c.k_max));
+        let mut r = RangeReader::new(c.words.clone())?;
+        let (loc, scale) = step::read_side(&mut r, n == 0, nby, nbx)?;
+        let k = step::read_symbols(&mut r, &cache, &scale, &levels, &g, b)?;
+        let z = match loc {
+            Some(loc) => {
+                let xh = step::thumbnail_xhat(&loc, b, &g);
+                step::next_latent(&self.z, &xh, &k, &levels, &co)
+            }
+            None => {
+                let xh = self.current_xhat()?;
+                step::next_latent(&self.z, xh, &k, &levels, &co)
+            }
+        };
+        self.z = z;
+        self.xhat = OnceLock::new();
+        self.steps_done += 1;
+        Ok(())
+    }
+
+    fn run_lossless(&mut self, c: &LossChunk) -> Result<()> {
+        let (_, g) = self.geometry()?;
+        let pred = super::crop_pred(self.current_xhat()?, &g);
+        let mut r = RangeReader::new(c.words.clone())?;
+        let pix = lossless::decode(&mut r, &pred, g.h, g.w)?;
+        let sha: [u8; 32] = Sha256::digest(&pix).into();
+        if sha != c.sha256 {
+            return Err(Error::format(format!(
+                "lossless check failed: decoded pixels hash to {}, the file says {} (the network ran differently here than when encoding)",
+                hex(&sha),
+                hex(&c.sha256)
+            )));
+        }
+        self.pixels = Some(pix);
+        Ok(())
+    }
+
+    /// Steps completed so far.
+    pub fn steps_done(&self) -> usize {
+        self.steps_done
+    }
+
+    /// Steps in the file, once the header is read.
+    pub fn steps_total(&self) -> Option<usize> {
+        self.header.as_ref().map(Header::steps)
+    }
+
+    /// The header, once read.
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
+    /// Has the END chunk been read?
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Is the image bit-exact (LOSS chunk decoded and verified)?
+    pub fn is_lossless(&self) -> bool {
+        self.pixels.is_some()
+    }
+
+    /// Bytes consumed: the offset just after the last whole chunk read.
+    pub fn bytes_consumed(&self) -> usize {
+        self.consumed
+    }
+
+    /// Byte offset just after each completed step's chunk.
+    pub fn step_ends(&self) -> &[usize] {
+        &self.step_ends
+    }
+
+    /// The image after the last complete step (or the exact image after LOSS).
+    pub fn image(&self, recon: Recon) -> Result<image::DynamicImage> {
+        let (h, g) = self.geometry()?;
+        if let Some(pix) = &self.pixels {
+            return Ok(super::to_image(pix, h, &g));
+        }
+        let p = h.schedule[self.steps_done];
+        let xh = self.current_xhat()?;
+        let x0 = super::reconstruct(self.model, &self.z, &p, xh, recon, h.seed, &g)?;
+        let pix = super::crop_pred(&x0, &g);
+        Ok(super::to_image(&pix, h, &g))
+    }
+
+    /// Finish: the image after the last complete step, and whether the file was whole.
+    pub fn finish(self, recon: Recon) -> Result<super::DecodedFile> {
+        if self.steps_done == 0 && self.pixels.is_none() {
+            return Err(Error::format(if self.header.is_none() {
+                "no header in the data (file empty or truncated)"
+            } else {
+                "no complete coding step in the data (file truncated)"
+            }));
+        }
+        let image = self.image(recon)?;
+        Ok(super::DecodedFile {
+            image,
+            steps_decoded: self.steps_done,
+            steps_total: self.steps_total().unwrap_or(0),
+            truncated: !self.finished,
+            lossless: self.pixels.is_some(),
+        })
+    }
+}

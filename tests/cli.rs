@@ -1,0 +1,197 @@
+//! Command-line tests: encode / decode / info as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const TINY: &str = "format-spec/vectors/tiny.safetensors";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn ddpmc(args: &[&str], threads: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ddpmc"));
+    c.args(args).current_dir(root());
+    if let Some(t) = threads {
+        c.env("RAYON_NUM_THREADS", t);
+    }
+    c.output().expect("run ddpmc")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let o = ddpmc(args, None);
+    assert!(
+        o.status.success(),
+        "ddpmc {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ddpmc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn default_model_round_trip_with_no_options() {
+    let src = tmp("odd.png");
+    std::fs::copy(root().join("samples/kodim19_odd.png"), &src).unwrap();
+    ok(&["encode", s(&src)]);
+    let coded = src.with_extension("ddpmc");
+    assert!(coded.exists());
+    // Never overwrite without --force.
+    let again = ddpmc(&["encode", s(&src)], None);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    // The default output name does not collide with the source image.
+    ok(&["decode", s(&coded)]);
+    let out = src.with_extension("decoded.png");
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (53, 41));
+}
+
+#[test]
+fn decode_options_frames_steps_info() {
+    let coded = tmp("k04.ddpmc");
+    ok(&[
+        "encode",
+        "samples/kodim08_gray.png",
+        "-o",
+        s(&coded),
+        "--model",
+        TINY,
+        "-q",
+        "4",
+        "--force",
+    ]);
+    let frames = tmp("frames");
+    let out = tmp("k04_2.png");
+    ok(&[
+        "decode",
+        s(&coded),
+        "-o",
+        s(&out),
+        "--model",
+        TINY,
+        "--steps",
+        "2",
+        "--frames",
+        s(&frames),
+        "--recon",
+        "flow",
+        "--force",
+    ]);
+    assert!(frames.join("step_01.png").exists() && frames.join("step_02.png").exists());
+    assert!(!frames.join("step_03.png").exists());
+    assert!(!image::open(&out).unwrap().color().has_color());
+    let info = ok(&["info", s(&coded), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(v["width"], 64);
+    assert_eq!(v["colour"], "gray");
+    assert_eq!(v["steps"].as_array().unwrap().len(), 4);
+    assert_eq!(v["total_bytes"], std::fs::metadata(&coded).unwrap().len());
+    let text = ok(&["info", s(&coded)]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("cum. bpp"));
+}
+
+#[test]
+fn errors_leave_no_output() {
+    let coded = tmp("err.ddpmc");
+    ok(&[
+        "encode",
+        "samples/kodim15_rgba.png",
+        "-o",
+        s(&coded),
+        "--model",
+        TINY,
+        "--force",
+    ]);
+    let bytes = std::fs::read(&coded).unwrap();
+    // Flipped byte inside the last STEP chunk: CRC error, non-zero exit, no file.
+    let mut bad = bytes.clone();
+    let n = bad.len();
+    bad[n - 40] ^= 0x10;
+    let badf = tmp("bad.ddpmc");
+    std::fs::write(&badf, &bad).unwrap();
+    let out = tmp("bad.png");
+    let _ = std::fs::remove_file(&out);
+    let o = ddpmc(&["decode", s(&badf), "-o", s(&out), "--model", TINY], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("CRC"));
+    assert!(!out.exists());
+    // --partial writes the last good step.
+    ok(&[
+        "decode",
+        s(&badf),
+        "-o",
+        s(&out),
+        "--model",
+        TINY,
+        "--partial",
+    ]);
+    assert!(out.exists());
+    // Model mismatch: the default model cannot decode a file made with the tiny one.
+    let out2 = tmp("mismatch.png");
+    let o = ddpmc(&["decode", s(&coded), "-o", s(&out2)], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("model mismatch"));
+    assert!(!out2.exists());
+    // Truncated: decodes whole chunks and says so.
+    let cut = tmp("cut.ddpmc");
+    std::fs::write(&cut, &bytes[..bytes.len() - 30]).unwrap();
+    let out3 = tmp("cut.png");
+    let o = ok(&[
+        "decode",
+        s(&cut),
+        "-o",
+        s(&out3),
+        "--model",
+        TINY,
+        "--force",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("truncated"));
+    assert!(out3.exists());
+}
+
+#[test]
+fn thread_count_does_not_change_files() {
+    let mut outs = Vec::new();
+    for t in ["1", "2"] {
+        let coded = tmp(&format!("t{t}.ddpmc"));
+        let png = tmp(&format!("t{t}.png"));
+        for args in [
+            vec![
+                "encode",
+                "samples/kodim04_crop.png",
+                "-o",
+                s(&coded),
+                "--model",
+                TINY,
+                "--lossless",
+                "--force",
+            ],
+            vec![
+                "decode",
+                s(&coded),
+                "-o",
+                s(&png),
+                "--model",
+                TINY,
+                "--steps",
+                "2",
+                "--force",
+            ],
+        ] {
+            let o = ddpmc(&args, Some(t));
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        outs.push((std::fs::read(&coded).unwrap(), std::fs::read(&png).unwrap()));
+    }
+    assert!(outs[0] == outs[1]);
+}

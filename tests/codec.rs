@@ -1,0 +1,536 @@
+//! Codec tests: round trips, progressive quality, lossless, truncation and corruption,
+//! invariant D, thread-count independence, chunked input, rate control.
+
+mod common;
+
+use common::{psnr, sample, Analytic, Perturbed};
+use ddpmc::codec::{
+    chunk_ends, decode, decode_all_steps, encode, encode_with_report, inspect, Decoder,
+    EncodeOptions, Recon,
+};
+use ddpmc::Error;
+
+fn opts(q: u8) -> EncodeOptions {
+    EncodeOptions {
+        quality: q,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn round_trips_all_samples() {
+    let m = Analytic::default();
+    for name in [
+        "kodim23_crop.png",
+        "kodim04_crop.png",
+        "kodim08_gray.png",
+        "kodim15_rgba.png",
+        "kodim19_odd.png",
+    ] {
+        let img = sample(name);
+        let (bytes, rep) = encode_with_report(&img, &m, &opts(3), &mut |_, _| {}).unwrap();
+        let out = decode(&bytes, &m, None, Recon::Denoise).unwrap();
+        assert_eq!(out.image.width(), img.width(), "{name}");
+        assert_eq!(out.image.height(), img.height(), "{name}");
+        assert_eq!(out.steps_decoded, 3);
+        assert!(!out.truncated);
+        let gray = name.contains("gray");
+        assert_eq!(out.image.color().has_color(), !gray, "{name}");
+        assert_eq!(
+            rep.notices.len(),
+            usize::from(name.contains("rgba")),
+            "{name}"
+        );
+        let p = psnr(&img, &out.image);
+        assert!(p > 15.0, "{name}: {p}");
+        for r in [Recon::Flow, Recon::Sample] {
+            let o = decode(&bytes, &m, None, r).unwrap();
+            assert_eq!(o.image.width(), img.width());
+        }
+    }
+}
+
+#[test]
+fn tiny_and_thin_images() {
+    let m = Analytic::default();
+    for (w, h) in [(1u32, 1u32), (1, 17), (23, 1), (17, 16)] {
+        let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 40) as u8, (y * 13) as u8, 200])
+        }));
+        let o = EncodeOptions {
+            quality: 2,
+            lossless: true,
+            ..Default::default()
+        };
+        let bytes = encode(&img, &m, &o).unwrap();
+        let out = decode(&bytes, &m, None, Recon::Flow).unwrap();
+        assert!(out.lossless);
+        assert_eq!(
+            out.image.to_rgb8().as_raw(),
+            img.to_rgb8().as_raw(),
+            "{w}x{h}"
+        );
+    }
+}
+
+#[test]
+fn sixteen_bit_input_is_reduced_with_a_notice() {
+    let m = Analytic::default();
+    let img = image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(20, 12, |x, y| {
+        image::Rgb([(x * 3000) as u16, (y * 5000) as u16, 40000])
+    }));
+    let o = EncodeOptions {
+        quality: 1,
+        lossless: true,
+        ..Default::default()
+    };
+    let (bytes, rep) = encode_with_report(&img, &m, &o, &mut |_, _| {}).unwrap();
+    assert!(
+        rep.notices.iter().any(|n| n.contains("16-bit")),
+        "{:?}",
+        rep.notices
+    );
+    assert_eq!(inspect(&bytes).unwrap().header.source_depth, 16);
+    let out = decode(&bytes, &m, None, Recon::Denoise).unwrap();
+    assert_eq!(out.image.to_rgb8().as_raw(), img.to_rgb8().as_raw());
+}
+
+#[test]
+fn psnr_rises_with_every_step() {
+    let m = Analytic::default();
+    let img = sample("kodim23_crop.png");
+    let bytes = encode(&img, &m, &opts(5)).unwrap();
+    let steps = decode_all_steps(&bytes, &m, Recon::Denoise).unwrap();
+    assert_eq!(steps.len(), 5);
+    let mut last = 0.0;
+    let mut last_bytes = 0;
+    for s in &steps {
+        let p = psnr(&img, &s.image);
+        assert!(p > last, "step {}: {p} dB after {last} dB", s.step);
+        assert!(s.bytes > last_bytes);
+        last = p;
+        last_bytes = s.bytes;
+    }
+    // The truncated prefix decodes to the same image as the progressive decoder gave.
+    let cut = decode(&bytes[..steps[1].bytes], &m, None, Recon::Denoise).unwrap();
+    assert_eq!(cut.steps_decoded, 2);
+    assert!(cut.truncated);
+    assert_eq!(
+        cut.image.to_rgb8().as_raw(),
+        steps[1].image.to_rgb8().as_raw()
+    );
+    // --steps N gives the same image.
+    let two = decode(&bytes, &m, Some(2), Recon::Denoise).unwrap();
+    assert_eq!(
+        two.image.to_rgb8().as_raw(),
+        steps[1].image.to_rgb8().as_raw()
+    );
+}
+
+#[test]
+fn lossless_is_bit_exact() {
+    let m = Analytic::default();
+    for name in ["kodim04_crop.png", "kodim08_gray.png", "kodim19_odd.png"] {
+        let img = sample(name);
+        let o = EncodeOptions {
+            quality: 2,
+            lossless: true,
+            ..Default::default()
+        };
+        let bytes = encode(&img, &m, &o).unwrap();
+        let out = decode(&bytes, &m, None, Recon::Denoise).unwrap();
+        assert!(out.lossless);
+        if name.contains("gray") {
+            assert_eq!(out.image.to_luma8().as_raw(), img.to_luma8().as_raw());
+        } else {
+            assert_eq!(out.image.to_rgb8().as_raw(), img.to_rgb8().as_raw());
+        }
+    }
+}
+
+#[test]
+fn truncation_at_every_boundary_and_random_offsets() {
+    let m = Analytic::default();
+    let img = sample("kodim19_odd.png");
+    let bytes = encode(&img, &m, &opts(4)).unwrap();
+    let ends = chunk_ends(&bytes);
+    let mut cuts: Vec<usize> = ends.clone();
+    let mut s = 12345u64;
+    for _ in 0..40 {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        cuts.push((s >> 33) as usize % bytes.len());
+    }
+    for cut in cuts {
+        let r = decode(&bytes[..cut], &m, None, Recon::Denoise);
+        // Steps that fit whole: STEP chunks end at ends[2..].
+        let whole = ends.iter().skip(2).filter(|&&e| e <= cut).count().min(4);
+        match r {
+            Ok(d) => {
+                assert_eq!(d.steps_decoded, whole, "cut {cut}");
+                assert_eq!(d.truncated, cut < bytes.len(), "cut {cut}");
+            }
+            Err(e) => assert_eq!(whole, 0, "cut {cut}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn flipped_bytes_are_detected() {
+    let m = Analytic::default();
+    let img = sample("kodim19_odd.png");
+    let bytes = encode(&img, &m, &opts(2)).unwrap();
+    for pos in (0..bytes.len()).step_by(7) {
+        for bit in [0u8, 5] {
+            let mut b = bytes.clone();
+            b[pos] ^= 1 << bit;
+            match decode(&b, &m, None, Recon::Denoise) {
+                Err(_) => {}
+                // A flipped length field can only make the file look truncated.
+                Ok(d) => assert!(d.truncated, "flip at {pos} went unnoticed"),
+            }
+        }
+    }
+}
+
+/// Rewrite chunk `idx`'s payload with `f` and fix its CRC.
+fn with_payload(bytes: &[u8], idx: usize, mut f: impl FnMut(&mut Vec<u8>)) -> Vec<u8> {
+    let ends = chunk_ends(bytes);
+    let (start, end) = (ends[idx], ends[idx + 1]);
+    let kind: [u8; 4] = bytes[start..start + 4].try_into().unwrap();
+    let mut payload = bytes[start + 8..end - 4].to_vec();
+    f(&mut payload);
+    let mut out = bytes[..start].to_vec();
+    ddpmc::format::write_chunk(&mut out, kind, &payload);
+    out.extend_from_slice(&bytes[end..]);
+    out
+}
+
+#[test]
+fn garbage_with_valid_crc_never_panics() {
+    let m = Analytic::default();
+    let img = sample("kodim19_odd.png");
+    let bytes = encode(&img, &m, &opts(3)).unwrap();
+    let nchunks = chunk_ends(&bytes).len() - 1;
+    let mut s = 99u64;
+    for idx in 0..nchunks {
+        for _ in 0..25 {
+            let garbled = with_payload(&bytes, idx, |p| {
+                for _ in 0..3 {
+                    if p.is_empty() {
+                        break;
+                    }
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    let i = (s >> 33) as usize % p.len();
+                    p[i] = (s >> 20) as u8;
+                }
+            });
+            let _ = decode(&garbled, &m, None, Recon::Denoise);
+        }
+        // Whole payload replaced by random words of the same length.
+        let garbled = with_payload(&bytes, idx, |p| {
+            for (i, b) in p.iter_mut().enumerate().skip(10) {
+                *b = (i as u8).wrapping_mul(37) ^ 0x5A;
+            }
+        });
+        let _ = decode(&garbled, &m, None, Recon::Denoise);
+        // Truncated payload, valid CRC.
+        let garbled = with_payload(&bytes, idx, |p| p.truncate(p.len() / 2));
+        let _ = decode(&garbled, &m, None, Recon::Sample);
+    }
+    // Huge sizes in the header are refused by limits, not by allocation.
+    let huge = with_payload(&bytes, 0, |p| {
+        p[0..4].copy_from_slice(&16000u32.to_le_bytes());
+        p[4..8].copy_from_slice(&16000u32.to_le_bytes());
+    });
+    assert!(matches!(
+        decode(&huge, &m, None, Recon::Denoise),
+        Err(Error::Limits(_))
+    ));
+}
+
+#[test]
+fn container_rules() {
+    let m = Analytic::default();
+    let img = sample("kodim19_odd.png");
+    let bytes = encode(&img, &m, &opts(2)).unwrap();
+    let base = decode(&bytes, &m, None, Recon::Denoise).unwrap();
+    let ends = chunk_ends(&bytes);
+    // An unknown ancillary chunk after HEAD is skipped.
+    let mut b = bytes[..ends[1]].to_vec();
+    ddpmc::format::write_chunk(&mut b, *b"note", b"anything");
+    b.extend_from_slice(&bytes[ends[1]..]);
+    let d = decode(&b, &m, None, Recon::Denoise).unwrap();
+    assert_eq!(d.image.to_rgb8().as_raw(), base.image.to_rgb8().as_raw());
+    // An unknown critical chunk is refused.
+    let mut b = bytes[..ends[1]].to_vec();
+    ddpmc::format::write_chunk(&mut b, *b"NOTE", b"anything");
+    b.extend_from_slice(&bytes[ends[1]..]);
+    assert!(decode(&b, &m, None, Recon::Denoise).is_err());
+    // Unknown major version refused; higher minor accepted.
+    let mut b = bytes.clone();
+    b[8] = 2;
+    let e = decode(&b, &m, None, Recon::Denoise).err().unwrap();
+    assert!(e.to_string().contains("major version 2"), "{e}");
+    let mut b = bytes.clone();
+    b[9] = 7;
+    assert!(decode(&b, &m, None, Recon::Denoise).is_ok());
+    // inspect agrees with the encoder.
+    let info = inspect(&bytes).unwrap();
+    assert_eq!(info.header.steps(), 2);
+    assert_eq!(info.step_bytes().len(), 2);
+    assert!(info.complete);
+}
+
+#[test]
+fn model_mismatch_is_refused() {
+    let m = Analytic::default();
+    let other = Analytic { id: [8; 32] };
+    let bytes = encode(&sample("kodim19_odd.png"), &m, &opts(1)).unwrap();
+    match decode(&bytes, &other, None, Recon::Denoise) {
+        Err(Error::ModelMismatch { file, decoder }) => {
+            assert_eq!(file, "07".repeat(32));
+            assert_eq!(decoder, "08".repeat(32));
+        }
+        other => panic!("expected a model mismatch, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn invariant_d_perturbed_network_still_decodes() {
+    let m = Analytic::default();
+    let img = sample("kodim23_crop.png");
+    let bytes = encode(&img, &m, &opts(4)).unwrap();
+    let a = decode(&bytes, &m, None, Recon::Denoise).unwrap();
+    let p = Perturbed {
+        inner: &m,
+        eps: 1e-6,
+    };
+    let b = decode(&bytes, &p, None, Recon::Denoise).unwrap();
+    assert_eq!(b.steps_decoded, 4);
+    let (pa, pb) = (psnr(&img, &a.image), psnr(&img, &b.image));
+    assert!((pa - pb).abs() <= 0.01, "{pa} vs {pb}");
+}
+
+#[test]
+fn thread_count_does_not_change_output() {
+    let m = Analytic::default();
+    let img = sample("kodim04_crop.png");
+    let run = |n: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+            .install(|| {
+                let o = EncodeOptions {
+                    quality: 3,
+                    lossless: true,
+                    ..Default::default()
+                };
+                let bytes = encode(&img, &m, &o).unwrap();
+                let d = decode(&bytes, &m, Some(2), Recon::Sample).unwrap();
+                (bytes, d.image.to_rgb8().into_raw())
+            })
+    };
+    assert_eq!(run(1), run(2));
+}
+
+#[test]
+fn pieces_decode_identically() {
+    let m = Analytic::default();
+    let img = sample("kodim19_odd.png");
+    let bytes = encode(
+        &img,
+        &m,
+        &EncodeOptions {
+            quality: 3,
+            lossless: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let whole = decode(&bytes, &m, None, Recon::Denoise).unwrap();
+    for piece in [1usize, 7, 333] {
+        let mut d = Decoder::new(&m);
+        let mut seen = Vec::new();
+        for c in bytes.chunks(piece) {
+            seen.push(d.push(c).unwrap());
+        }
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+        assert!(d.is_finished() && d.is_lossless());
+        let img2 = d.image(Recon::Denoise).unwrap();
+        assert_eq!(img2.to_rgb8().as_raw(), whole.image.to_rgb8().as_raw());
+    }
+}
+
+#[test]
+fn bpp_target_is_met() {
+    let m = Analytic::default();
+    let img = sample("kodim04_crop.png");
+    let px = f64::from(img.width() * img.height());
+    for target in [0.5, 2.0] {
+        let o = EncodeOptions {
+            bpp: Some(target),
+            ..Default::default()
+        };
+        let bytes = encode(&img, &m, &o).unwrap();
+        let bpp = bytes.len() as f64 * 8.0 / px;
+        assert!(bpp <= target, "{bpp} > {target}");
+        assert!(bpp > 0.8 * target, "{bpp} far under {target}");
+        decode(&bytes, &m, None, Recon::Denoise).unwrap();
+        // Rate control resumes trials from shared prefixes: the result must equal a fresh
+        // encode of the schedule it chose.
+        let sched = inspect(&bytes).unwrap().header.schedule;
+        let (fresh, _) = ddpmc::codec::encode_with_schedule(&img, &m, &sched).unwrap();
+        assert!(fresh == bytes);
+    }
+}
+
+/// The spec's test vectors (SPEC §13): the files are unchanged, the encoder still writes them
+/// byte for byte, and they decode to the recorded images (exactly, or within one level where
+/// the network's arithmetic differs from the reference machine's). Set DDPMC_REGEN_VECTORS=1
+/// to rewrite them after a deliberate format change.
+#[test]
+fn spec_vectors() {
+    use sha2::{Digest, Sha256};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/vectors");
+    let model = ddpmc::model::UNet::from_file(dir.join("tiny.safetensors")).unwrap();
+    let regen = std::env::var_os("DDPMC_REGEN_VECTORS").is_some();
+    let list = std::fs::read_to_string(dir.join("vectors.txt")).unwrap();
+    let mut out_list = String::new();
+    let mut n = 0;
+    for line in list.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            out_list.push_str(line);
+            out_list.push('\n');
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (name, file_hash, pix_hash, src) = (f[0], f[1], f[2], f[3]);
+        let mut o = EncodeOptions::default();
+        let mut i = 4;
+        while i < f.len() {
+            match f[i] {
+                "-q" => {
+                    o.quality = f[i + 1].parse().unwrap();
+                    i += 1;
+                }
+                "--seed" => {
+                    o.seed = f[i + 1].parse().unwrap();
+                    i += 1;
+                }
+                "--lossless" => o.lossless = true,
+                other => panic!("unknown option {other} in vectors.txt"),
+            }
+            i += 1;
+        }
+        let img = image::open(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(src)).unwrap();
+        let fresh = encode(&img, &model, &o).unwrap();
+        let path = dir.join(name);
+        if regen {
+            std::fs::write(&path, &fresh).unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let dec = decode(&bytes, &model, None, Recon::Denoise).unwrap();
+        let rgb = dec.image.to_rgb8();
+        let png = path.with_extension("png");
+        if regen {
+            dec.image.save(&png).unwrap();
+            out_list.push_str(&format!(
+                "{name} {} {} {}\n",
+                ddpmc::entropy::hex(&Sha256::digest(&bytes)),
+                ddpmc::entropy::hex(&Sha256::digest(rgb.as_raw())),
+                f[3..].join(" ")
+            ));
+            n += 1;
+            continue;
+        }
+        assert_eq!(
+            ddpmc::entropy::hex(&Sha256::digest(&bytes)),
+            file_hash,
+            "{name}"
+        );
+        assert!(
+            fresh == bytes,
+            "{name}: the encoder no longer writes this vector"
+        );
+        if ddpmc::entropy::hex(&Sha256::digest(rgb.as_raw())) != pix_hash {
+            let want = image::open(&png).unwrap().to_rgb8();
+            let worst = rgb
+                .as_raw()
+                .iter()
+                .zip(want.as_raw())
+                .map(|(&a, &b)| a.abs_diff(b))
+                .max()
+                .unwrap();
+            assert!(
+                worst <= 1 && !dec.lossless,
+                "{name}: decoded image differs by {worst}"
+            );
+        }
+        n += 1;
+    }
+    if regen {
+        std::fs::write(dir.join("vectors.txt"), out_list).unwrap();
+    }
+    assert!(n >= 3);
+}
+
+/// Measurement, not a check: per image of $DDPMC_KODAK (default ../shared/data/kodak), encode
+/// with quality $DDPMC_Q (default 4) and the default model, decode every step, and print
+/// bpp / PSNR per step, ideal vs real size, and wall times. Run with
+/// `cargo test --release --test codec measure_kodak -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_kodak() {
+    use std::time::Instant;
+    let dir = std::env::var("DDPMC_KODAK").unwrap_or_else(|_| "../shared/data/kodak".into());
+    let q: u8 = std::env::var("DDPMC_Q").map_or(4, |v| v.parse().unwrap());
+    let only = std::env::var("DDPMC_ONLY").ok();
+    let model = ddpmc::model::default_model().unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .filter(|p| {
+            only.as_ref()
+                .map_or(true, |o| p.to_string_lossy().contains(o.as_str()))
+        })
+        .collect();
+    names.sort();
+    println!("image step t_end bytes bpp psnr ideal_bytes side_bytes block k enc_s dec_s");
+    for p in names {
+        let img = image::open(&p).unwrap();
+        let px = f64::from(img.width() * img.height());
+        let t0 = Instant::now();
+        let (bytes, rep) = encode_with_report(&img, &model, &opts(q), &mut |_, _| {}).unwrap();
+        let enc_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let steps = decode_all_steps(&bytes, &model, Recon::Denoise).unwrap();
+        let dec_s = t1.elapsed().as_secs_f64();
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut ideal = 0.0;
+        for (s, r) in steps.iter().zip(&rep.steps) {
+            ideal += r.ideal_bits / 8.0;
+            println!(
+                "{name} {} {:.1} {} {:.4} {:.3} {:.1} {:.1} {} {} {enc_s:.1} {dec_s:.1}",
+                s.step,
+                r.t_end,
+                s.bytes,
+                s.bytes as f64 * 8.0 / px,
+                psnr(&img, &s.image),
+                ideal,
+                r.side_bits / 8.0,
+                r.block,
+                r.k_max
+            );
+        }
+        println!(
+            "{name} total real {} ideal {:.1} overhead {:.2}%",
+            bytes.len(),
+            ideal,
+            (bytes.len() as f64 / ideal - 1.0) * 100.0
+        );
+    }
+}
