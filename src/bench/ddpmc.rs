@@ -4,8 +4,9 @@
 //! chunk) or `bpp<X>` (rate control to X bits per pixel). Each setting encodes one file;
 //! every step of it is one rate point, named `<setting>/<step>` (`<setting>/lossless` for the
 //! LOSS entry), its size the byte length of the file truncated after that step. `enc_s` is
-//! the time to encode the whole file; `dec_s` the time a decoder fed the file chunk by chunk
-//! needs until it can show that step (all chunks up to it, plus that step's reconstruction).
+//! the time to encode the whole file; `dec_s` the time a progressive viewer fed the file chunk
+//! by chunk has spent when it shows that step: every chunk up to it and the reconstruction of
+//! every step so far (so it grows with the step).
 
 use std::time::Instant;
 
@@ -137,7 +138,8 @@ impl RdCodec for DdpmcCodec {
                 }
                 let t = Instant::now();
                 let image = dec.image(self.recon)?.to_rgb8();
-                let shown = dec_s + t.elapsed().as_secs_f64();
+                dec_s += t.elapsed().as_secs_f64();
+                let shown = dec_s;
                 let step = if new_loss {
                     lossless_seen = true;
                     "lossless".to_string()
@@ -175,5 +177,36 @@ mod tests {
         for bad in ["q0", "q7", "x3", "bpp-1", "bpp", "q", "qL"] {
             assert!(Setting::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The tiny test model on a small image: one point per step, sizes and quality grow,
+    /// the lossless entry is exact.
+    #[test]
+    fn points_of_every_step_with_the_tiny_model() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/format-spec/vectors/tiny.safetensors"
+        );
+        let model = crate::model::UNet::from_file(path).unwrap();
+        let img = RgbImage::from_fn(40, 24, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 9) as u8, ((x + 2 * y) * 3) as u8])
+        });
+        let codec = DdpmcCodec::new(
+            Box::new(model),
+            vec![
+                Setting::parse("q2").unwrap(),
+                Setting::parse("q1L").unwrap(),
+            ],
+            Recon::Denoise,
+        );
+        let p = codec.points(&img).unwrap();
+        let names: Vec<&str> = p.iter().map(|d| d.setting.as_str()).collect();
+        assert_eq!(names, vec!["q2/1", "q2/2", "q1L/1", "q1L/lossless"]);
+        assert!(p[0].bytes < p[1].bytes);
+        assert!(p[2].bytes < p[3].bytes);
+        assert_eq!(p[3].image, img);
+        let rows = crate::bench::rows_for(DdpmcCodec::NAME, "x.png", &img, &p).unwrap();
+        assert!(rows[0].psnr <= rows[1].psnr);
+        assert_eq!(rows[3].psnr, f64::INFINITY);
     }
 }

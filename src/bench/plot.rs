@@ -42,6 +42,14 @@ const COLORS: [RGBColor; 10] = [
     RGBColor(0, 0, 0),
 ];
 
+/// Colours of the progressive codec's presets (none of them in `COLORS`).
+const PROGRESSIVE_COLORS: [RGBColor; 4] = [
+    RGBColor(214, 39, 40),
+    RGBColor(120, 0, 0),
+    RGBColor(255, 152, 150),
+    RGBColor(60, 60, 60),
+];
+
 /// A named polyline of the plot.
 struct Series {
     label: String,
@@ -142,11 +150,14 @@ fn draw<DB: DrawingBackend>(
         .axis_desc_style((FAMILY, 16))
         .draw()
         .map_err(err)?;
-    for (i, s) in series.iter().enumerate() {
+    let (mut n_classic, mut n_prog) = (0, 0);
+    for s in series {
         let color = if s.emphasised {
-            COLORS[(9 + i) % COLORS.len()]
+            n_prog += 1;
+            PROGRESSIVE_COLORS[(n_prog - 1) % PROGRESSIVE_COLORS.len()]
         } else {
-            COLORS[i % COLORS.len()]
+            n_classic += 1;
+            COLORS[(n_classic - 1) % COLORS.len()]
         };
         let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0 <= x_max).collect();
         let width = if s.emphasised { 3 } else { 2 };

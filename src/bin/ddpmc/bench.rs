@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 
 use ddpmc::bench::classic;
+use ddpmc::bench::ddpmc::{DdpmcCodec, Setting};
 use ddpmc::bench::report;
 use ddpmc::bench::run::{run_bench, BenchConfig};
 use ddpmc::bench::RdCodec;
+use ddpmc::codec::Recon;
 
 /// Measure ddpmc and the classic codecs on a folder of images.
 #[derive(clap::Args, Debug)]
@@ -19,8 +21,8 @@ pub struct Args {
     /// Use only the first N images.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// ddpmc settings, comma separated: quality presets q1..q6 (every decoded step of each
-    /// preset's file becomes a point).
+    /// ddpmc settings, comma separated: quality presets q1..q6, q1L..q6L (with the lossless
+    /// stage) or bpp<X> (rate control); every decoded step of each file becomes a point.
     #[arg(long, value_delimiter = ',', default_value = "q1,q2,q3,q4,q5,q6")]
     pub settings: Vec<String>,
     /// Reuse classic-codec rows from this results CSV instead of running the tools.
@@ -36,11 +38,11 @@ pub struct Args {
     /// hevc444_heic, jpeg_image_rs); default: every one whose tools are on PATH.
     #[arg(long, value_delimiter = ',')]
     pub codecs: Option<Vec<String>>,
-    /// Model weights (safetensors); default: the embedded model.
+    /// Model weights (safetensors) for ddpmc; default: the embedded model.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Reference table (codec,target_bpp,psnr,ms_ssim) to compare the classic rows with;
-    /// skipped when the file does not exist.
+    /// Reference table (codec,target_bpp,psnr,ms_ssim) to compare the classic rows with
+    /// (written to reference.md); skipped when the file does not exist or with --limit.
     #[arg(
         long,
         default_value = "../shared/reference/kodak_classic_rd_interp.csv"
@@ -51,12 +53,15 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// The ddpmc codec for the bench, or an error saying why it cannot run.
+/// The ddpmc codec for the bench: the model and the parsed settings.
 fn ddpmc_codec(args: &Args) -> ddpmc::Result<Box<dyn RdCodec>> {
-    let _ = (&args.settings, &args.model);
-    Err(ddpmc::Error::Parameter(
-        "the ddpmc codec is not built into this binary yet (use --no-ddpmc)".into(),
-    ))
+    let settings = args
+        .settings
+        .iter()
+        .map(|s| Setting::parse(s))
+        .collect::<ddpmc::Result<Vec<_>>>()?;
+    let model = crate::load_model(args.model.as_deref())?;
+    Ok(Box::new(DdpmcCodec::new(model, settings, Recon::Denoise)))
 }
 
 /// Runs `ddpmc bench`.
@@ -87,7 +92,8 @@ pub fn run(args: Args) -> ddpmc::Result<()> {
         classic_rows,
         progressive,
         progressive_name: "ddpmc".into(),
-        reference: Some(args.reference.clone()),
+        // The reference is a mean over its whole dataset: compare only without --limit.
+        reference: args.limit.is_none().then(|| args.reference.clone()),
         progress: !args.quiet,
     };
     let o = run_bench(cfg)?;
