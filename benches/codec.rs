@@ -1,14 +1,17 @@
-//! Speed benches (`cargo bench --bench codec [-- SECTION...]`): the network's forward pass at
-//! 768x512 in GFLOP/s next to an f32 matmul of the same FLOP count measured in the same run
-//! (the `gemm` crate, the one candle uses, on all threads), and the codec's encode and decode
-//! throughput in pixels/s.
+//! Speed benches (`cargo bench --bench codec [-- SECTION...]`): entropy coding in symbols/s,
+//! the network's forward pass at 768x512 in GFLOP/s next to an f32 matmul of the same FLOP
+//! count measured in the same run (the `gemm` crate, the one candle uses, on all threads), and
+//! the codec's encode and decode throughput in pixels/s (kodim01 from ../shared/data/kodak if
+//! present, else a synthetic 768x512 image; default quality).
 //!
-//! Sections: `matmul`, `network`, `codec` (default: all). Each measurement repeats until it
+//! Sections: `entropy`, `matmul`, `network`, `codec` (default: all). Each measurement repeats until it
 //! has run for at least `DDPMC_BENCH_SECS` seconds (default 3) and reports the best run.
 //! Set RAYON_NUM_THREADS to choose the thread count.
 
 use std::time::Instant;
 
+use ddpmc::codec::{decode, encode, EncodeOptions, Recon};
+use ddpmc::entropy::{RangeReader, RangeWriter, SymbolSink, TableCache, LEVELS};
 use ddpmc::model::{default_model, Denoiser};
 
 const W: usize = 768;
@@ -80,6 +83,51 @@ fn latent(w: usize, h: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Encodes and decodes `n` symbols under the normative logistic tables (K = 8, scale
+/// index 20, dither level cycling); returns (encode, decode) symbols/s.
+fn entropy_rates(n: usize, secs: f64) -> ddpmc::Result<(f64, f64)> {
+    let k = 8u32;
+    let tables = TableCache::new(k);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let syms: Vec<(usize, usize)> = (0..n)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Mostly near the centre, as residuals are.
+            let d = (state % 7) as i64 - 3;
+            (i % LEVELS, (i64::from(k) + d / 2) as usize)
+        })
+        .collect();
+    for j in 0..LEVELS {
+        tables.get(20, j); // build the tables outside the timing
+    }
+    let mut words = Vec::new();
+    let enc = best_of(secs, || {
+        let mut w = RangeWriter::new();
+        for &(j, s) in &syms {
+            w.put(tables.get(20, j), s).expect("encode");
+        }
+        words = w.finish();
+    });
+    let dec = best_of(secs, || {
+        let mut r = RangeReader::new(words.clone()).expect("decoder");
+        for &(j, s) in &syms {
+            assert_eq!(r.get(tables.get(20, j)).expect("decode"), s);
+        }
+    });
+    Ok((n as f64 / enc, n as f64 / dec))
+}
+
+/// kodim01 if the dataset is there, else a synthetic 768x512 image.
+fn bench_image() -> image::DynamicImage {
+    image::open("../shared/data/kodak/kodim01.png").unwrap_or_else(|_| {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(W as u32, H as u32, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+        }))
+    })
+}
+
 fn main() -> ddpmc::Result<()> {
     let wanted: Vec<String> = std::env::args()
         .skip(1)
@@ -94,6 +142,15 @@ fn main() -> ddpmc::Result<()> {
     let flops = net.config().flops_per_pixel() * (W * H) as f64;
     println!("{W}x{H}, {} threads", threads());
 
+    if run("entropy") {
+        let n = 1 << 20;
+        let (e, d) = entropy_rates(n, secs)?;
+        println!(
+            "entropy coding ({n} symbols, K = 8): encode {:.1} Msymbols/s, decode {:.1} Msymbols/s",
+            e / 1e6,
+            d / 1e6
+        );
+    }
     if run("matmul") || run("network") {
         // Square matmul with the FLOP count of one forward pass.
         let n = ((flops / 2.0).cbrt() / 16.0).round().max(1.0) as usize * 16;
@@ -114,6 +171,27 @@ fn main() -> ddpmc::Result<()> {
             flops / 1e9,
             flops / s / 1e9,
             (W * H) as f64 / s / 1e6
+        );
+    }
+    if run("codec") {
+        let img = bench_image();
+        let px = f64::from(img.width()) * f64::from(img.height());
+        let opts = EncodeOptions::default();
+        let mut bytes = Vec::new();
+        let e = best_of(0.0, || {
+            bytes = encode(&img, &net, &opts).expect("encode");
+        });
+        let d = best_of(0.0, || {
+            std::hint::black_box(decode(&bytes, &net, None, Recon::Denoise).expect("decode"));
+        });
+        println!(
+            "codec {}x{} quality {} ({:.3} bpp): encode {e:.2} s ({:.3} Mpixel/s), decode {d:.2} s ({:.3} Mpixel/s)",
+            img.width(),
+            img.height(),
+            opts.quality,
+            bytes.len() as f64 * 8.0 / px,
+            px / e / 1e6,
+            px / d / 1e6
         );
     }
     Ok(())
