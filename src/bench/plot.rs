@@ -42,13 +42,8 @@ const COLORS: [RGBColor; 10] = [
     RGBColor(0, 0, 0),
 ];
 
-/// Colours of the progressive codec's presets (none of them in `COLORS`).
-const PROGRESSIVE_COLORS: [RGBColor; 4] = [
-    RGBColor(214, 39, 40),
-    RGBColor(120, 0, 0),
-    RGBColor(255, 152, 150),
-    RGBColor(60, 60, 60),
-];
+/// Colour of the progressive codec (not in `COLORS`).
+const PROGRESSIVE_COLOR: RGBColor = RGBColor(214, 39, 40);
 
 /// A named polyline of the plot.
 struct Series {
@@ -79,10 +74,18 @@ fn series(
                     None => presets.push((preset, vec![(p.bpp, v)])),
                 }
             }
-            for (preset, mut pts) in presets {
+            // Presets of one file ladder overlap (a preset's file is a prefix of the next),
+            // so they share a colour and one legend entry.
+            let names: Vec<&str> = presets.iter().map(|(n, _)| n.as_str()).collect();
+            let legend = format!("{codec} per step ({})", names.join(", "));
+            for (i, (_, mut pts)) in presets.into_iter().enumerate() {
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
                 out.push(Series {
-                    label: format!("{codec} {preset}"),
+                    label: if i == 0 {
+                        legend.clone()
+                    } else {
+                        String::new()
+                    },
                     points: pts,
                     emphasised: true,
                 });
@@ -150,24 +153,24 @@ fn draw<DB: DrawingBackend>(
         .axis_desc_style((FAMILY, 16))
         .draw()
         .map_err(err)?;
-    let (mut n_classic, mut n_prog) = (0, 0);
+    let mut n_classic = 0;
     for s in series {
         let color = if s.emphasised {
-            n_prog += 1;
-            PROGRESSIVE_COLORS[(n_prog - 1) % PROGRESSIVE_COLORS.len()]
+            PROGRESSIVE_COLOR
         } else {
             n_classic += 1;
             COLORS[(n_classic - 1) % COLORS.len()]
         };
         let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0 <= x_max).collect();
         let width = if s.emphasised { 3 } else { 2 };
-        chart
+        let line = chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(width)))
-            .map_err(err)?
-            .label(s.label.as_str())
-            .legend(move |(x, y)| {
+            .map_err(err)?;
+        if !s.label.is_empty() {
+            line.label(s.label.as_str()).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
             });
+        }
         let r = if s.emphasised { 4 } else { 3 };
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, r, color.filled())))
@@ -309,7 +312,7 @@ mod tests {
     fn series_join_steps_per_preset() {
         let s = series(&curves(), Metric::Psnr, "ddpmc");
         let labels: Vec<&str> = s.iter().map(|s| s.label.as_str()).collect();
-        assert_eq!(labels, vec!["ddpmc q2", "ddpmc q1", "jpeg"]);
+        assert_eq!(labels, vec!["ddpmc per step (q2, q1)", "", "jpeg"]);
         assert_eq!(s[0].points.len(), 2);
     }
 

@@ -178,48 +178,66 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
         }
     }
     bar.finish_and_clear();
-    write(&results, &report::results_csv(&rows))?;
+    write_reports(
+        rows,
+        paths.len(),
+        &frames,
+        &cfg.out,
+        &cfg.progressive_name,
+        cfg.reference.as_deref(),
+    )
+}
 
+/// Writes every output file from finished rows (`images`: how many images they cover;
+/// `frames`: the filmstrip, none to skip it). Used by [`run_bench`], and alone to redo the
+/// tables and plots of a stored `results.csv`.
+pub fn write_reports(
+    rows: Vec<Row>,
+    images: usize,
+    frames: &[Frame],
+    out: &Path,
+    progressive_name: &str,
+    reference: Option<&Path>,
+) -> Result<BenchOutcome> {
+    std::fs::create_dir_all(out)?;
+    write(&out.join("results.csv"), &report::results_csv(&rows))?;
     let curves = rd::mean_curves(&rows);
     let summary = report::summary(&curves);
-    let summary_md = report::summary_md(&summary, paths.len());
-    write(&cfg.out.join("summary.md"), &summary_md)?;
-    write(&cfg.out.join("summary.csv"), &report::summary_csv(&summary))?;
-    let bd = report::bd_table(&curves, &cfg.progressive_name);
-    let bd_md = report::bd_md(&cfg.progressive_name, &bd);
-    write(&cfg.out.join("bd.md"), &bd_md)?;
-    write(
-        &cfg.out.join("bd.csv"),
-        &report::bd_csv(&cfg.progressive_name, &bd),
-    )?;
-    let title = format!("{} images", paths.len());
+    let summary_md = report::summary_md(&summary, images);
+    write(&out.join("summary.md"), &summary_md)?;
+    write(&out.join("summary.csv"), &report::summary_csv(&summary))?;
+    let bd = report::bd_table(&curves, progressive_name);
+    let bd_md = report::bd_md(progressive_name, &bd);
+    write(&out.join("bd.md"), &bd_md)?;
+    write(&out.join("bd.csv"), &report::bd_csv(progressive_name, &bd))?;
+    let title = format!("{} images", images);
     plot::rd_plot(
         &curves,
         Metric::Psnr,
-        &cfg.progressive_name,
+        progressive_name,
         &format!("PSNR, {title}"),
-        &cfg.out.join("rd_psnr"),
+        &out.join("rd_psnr"),
     )?;
     plot::rd_plot(
         &curves,
         Metric::MsSsim,
-        &cfg.progressive_name,
+        progressive_name,
         &format!("MS-SSIM, {title}"),
-        &cfg.out.join("rd_msssim"),
+        &out.join("rd_msssim"),
     )?;
     if !frames.is_empty() {
-        plot::filmstrip(&frames)?.save(cfg.out.join("filmstrip.png"))?;
+        plot::filmstrip(frames)?.save(out.join("filmstrip.png"))?;
     }
     let mut reference_max_dpsnr = None;
-    if let Some(r) = cfg.reference.as_ref().filter(|r| r.is_file()) {
+    if let Some(r) = reference.filter(|r| r.is_file()) {
         let table = report::parse_interp_csv(&std::fs::read_to_string(r)?)?;
         let (md, worst) = report::compare_with_reference(&summary, &table);
         let text = format!(
             "# Classic codecs against {}\n\n{} images here. Largest |dPSNR|: {worst:.3} dB.\n\n{md}",
             r.display(),
-            paths.len()
+            images
         );
-        write(&cfg.out.join("reference.md"), &text)?;
+        write(&out.join("reference.md"), &text)?;
         reference_max_dpsnr = Some(worst);
     }
     Ok(BenchOutcome {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use ddpmc::bench::classic;
 use ddpmc::bench::ddpmc::{DdpmcCodec, Setting};
 use ddpmc::bench::report;
-use ddpmc::bench::run::{run_bench, BenchConfig};
+use ddpmc::bench::run::{run_bench, write_reports, BenchConfig, BenchOutcome};
 use ddpmc::bench::RdCodec;
 use ddpmc::codec::Recon;
 
@@ -48,6 +48,9 @@ pub struct Args {
         default_value = "../shared/reference/kodak_classic_rd_interp.csv"
     )]
     pub reference: PathBuf,
+    /// Run nothing: redo the tables and plots (no filmstrip) of a stored results CSV.
+    #[arg(long, value_name = "CSV")]
+    pub from_results: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -66,6 +69,16 @@ fn ddpmc_codec(args: &Args) -> ddpmc::Result<Box<dyn RdCodec>> {
 
 /// Runs `ddpmc bench`.
 pub fn run(args: Args) -> ddpmc::Result<()> {
+    if let Some(p) = &args.from_results {
+        let rows = report::read_results_csv(p)?;
+        let mut images: Vec<&str> = rows.iter().map(|r| r.image.as_str()).collect();
+        images.sort_unstable();
+        images.dedup();
+        let n = images.len();
+        let reference = (n >= 24).then_some(args.reference.as_path());
+        let o = write_reports(rows, n, &[], &args.out, "ddpmc", reference)?;
+        return print_outcome(&args, &o);
+    }
     let classic_rows = match (&args.classic_results, args.no_classic) {
         (Some(p), false) => Some(report::read_results_csv(p)?),
         _ => None,
@@ -97,6 +110,10 @@ pub fn run(args: Args) -> ddpmc::Result<()> {
         progress: !args.quiet,
     };
     let o = run_bench(cfg)?;
+    print_outcome(&args, &o)
+}
+
+fn print_outcome(args: &Args, o: &BenchOutcome) -> ddpmc::Result<()> {
     println!("{}", o.summary_md);
     if !args.no_ddpmc {
         println!("{}", o.bd_md);
