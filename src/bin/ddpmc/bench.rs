@@ -42,7 +42,8 @@ pub struct Args {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Reference table (codec,target_bpp,psnr,ms_ssim) to compare the classic rows with
-    /// (written to reference.md); skipped when the file does not exist or with --limit.
+    /// (written to reference.md); skipped when the file does not exist, with --limit, and
+    /// with --from-results when the CSV covers fewer than the reference's 24 images.
     #[arg(
         long,
         default_value = "../shared/reference/kodak_classic_rd_interp.csv"
