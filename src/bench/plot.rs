@@ -1,0 +1,346 @@
+//! Bench stage: pictures — rate-distortion plots (SVG and PNG) and the progressive filmstrip.
+//!
+//! Text is drawn with DejaVu Sans, embedded in the binary (`fonts/`, Bitstream Vera licence,
+//! see fonts/DejaVu-LICENSE.txt), so plots render on machines without system fonts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Once;
+
+use image::RgbImage;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::rd::{self, CurvePoint, Metric};
+use crate::{Error, Result};
+
+static FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
+const FAMILY: &str = "sans-serif";
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The embedded file is a valid TrueType font; a failure here only loses text.
+        let _ = plotters::style::register_font(FAMILY, FontStyle::Normal, FONT);
+    });
+}
+
+fn err<E: std::fmt::Display>(e: E) -> Error {
+    Error::Image(format!("plot: {e}"))
+}
+
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(0, 0, 0),
+];
+
+/// Colour of the progressive codec (not in `COLORS`).
+const PROGRESSIVE_COLOR: RGBColor = RGBColor(214, 39, 40);
+
+/// A named polyline of the plot.
+struct Series {
+    label: String,
+    points: Vec<(f64, f64)>,
+    emphasised: bool,
+}
+
+/// The lines of one plot: every codec's envelope, and for the `progressive` codec one line per
+/// preset joining its steps (settings `<preset>/<step>`).
+fn series(
+    curves: &BTreeMap<String, Vec<CurvePoint>>,
+    metric: Metric,
+    progressive: &str,
+) -> Vec<Series> {
+    let mut out = Vec::new();
+    for (codec, curve) in curves {
+        if codec == progressive {
+            let mut presets: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+            for p in curve {
+                let preset = p.setting.split('/').next().unwrap_or("").to_string();
+                let v = p.value(metric);
+                if !(v.is_finite() && p.bpp.is_finite()) {
+                    continue;
+                }
+                match presets.iter_mut().find(|(n, _)| *n == preset) {
+                    Some((_, pts)) => pts.push((p.bpp, v)),
+                    None => presets.push((preset, vec![(p.bpp, v)])),
+                }
+            }
+            // Presets of one file ladder overlap (a preset's file is a prefix of the next),
+            // so they share a colour and one legend entry.
+            let names: Vec<&str> = presets.iter().map(|(n, _)| n.as_str()).collect();
+            let legend = format!("{codec} per step ({})", names.join(", "));
+            for (i, (_, mut pts)) in presets.into_iter().enumerate() {
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                out.push(Series {
+                    label: if i == 0 {
+                        legend.clone()
+                    } else {
+                        String::new()
+                    },
+                    points: pts,
+                    emphasised: true,
+                });
+            }
+        } else {
+            out.push(Series {
+                label: codec.clone(),
+                points: rd::envelope(curve, metric),
+                emphasised: false,
+            });
+        }
+    }
+    out
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    series: &[Series],
+    metric: Metric,
+    title: &str,
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    // x range: up to the progressive codec's last point (at least 2.5 bpp, at most 8).
+    let prog_max = series
+        .iter()
+        .filter(|s| s.emphasised)
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(0.0f64, f64::max);
+    let x_max = (prog_max * 1.05).clamp(2.5, 8.0);
+    let inside: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|p| p.0 <= x_max)
+        .collect();
+    let (mut y_lo, mut y_hi) = inside
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1), b.max(p.1))
+        });
+    if y_hi.partial_cmp(&y_lo) != Some(std::cmp::Ordering::Greater) {
+        (y_lo, y_hi) = match metric {
+            Metric::Psnr => (20.0, 45.0),
+            Metric::MsSsim => (0.8, 1.0),
+        };
+    }
+    let pad = 0.04 * (y_hi - y_lo);
+    let (y_lo, y_hi) = (y_lo - pad, y_hi + pad);
+    let y_label = match metric {
+        Metric::Psnr => "PSNR (dB, RGB)",
+        Metric::MsSsim => "MS-SSIM (RGB)",
+    };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..x_max, y_lo..y_hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(RGBColor(238, 238, 238))
+        .x_desc("bits per pixel")
+        .y_desc(y_label)
+        .label_style((FAMILY, 14))
+        .axis_desc_style((FAMILY, 16))
+        .draw()
+        .map_err(err)?;
+    let mut n_classic = 0;
+    for s in series {
+        let color = if s.emphasised {
+            PROGRESSIVE_COLOR
+        } else {
+            n_classic += 1;
+            COLORS[(n_classic - 1) % COLORS.len()]
+        };
+        let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0 <= x_max).collect();
+        let width = if s.emphasised { 3 } else { 2 };
+        let line = chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(width)))
+            .map_err(err)?;
+        if !s.label.is_empty() {
+            line.label(s.label.as_str()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
+            });
+        }
+        let r = if s.emphasised { 4 } else { 3 };
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, r, color.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Plot size in pixels.
+pub const PLOT_SIZE: (u32, u32) = (960, 720);
+
+/// Writes the rate-distortion plot of `metric` to `<stem>.svg` and `<stem>.png`: one line per
+/// codec (its envelope), and for `progressive` (ddpmc) its per-step points joined per preset.
+pub fn rd_plot(
+    curves: &BTreeMap<String, Vec<CurvePoint>>,
+    metric: Metric,
+    progressive: &str,
+    title: &str,
+    stem: &Path,
+) -> Result<()> {
+    register_font();
+    let s = series(curves, metric, progressive);
+    let svg = stem.with_extension("svg");
+    draw(
+        SVGBackend::new(&svg, PLOT_SIZE).into_drawing_area(),
+        &s,
+        metric,
+        title,
+    )?;
+    let (w, h) = PLOT_SIZE;
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    draw(
+        BitMapBackend::with_buffer(&mut buf, PLOT_SIZE).into_drawing_area(),
+        &s,
+        metric,
+        title,
+    )?;
+    let img = RgbImage::from_raw(w, h, buf).ok_or_else(|| err("buffer size"))?;
+    img.save(stem.with_extension("png"))?;
+    Ok(())
+}
+
+/// One frame of the filmstrip.
+pub struct Frame {
+    /// The image decoded after the step.
+    pub image: RgbImage,
+    /// Caption under the frame (e.g. "step 2: 0.412 bpp").
+    pub caption: String,
+}
+
+/// Thumbnail width of a filmstrip frame.
+pub const FRAME_WIDTH: u32 = 256;
+const CAPTION_H: u32 = 30;
+const GAP: u32 = 6;
+const PER_ROW: usize = 4;
+
+/// Renders the filmstrip: frames left to right (at most four per row), each scaled to
+/// [`FRAME_WIDTH`] pixels wide, its caption underneath.
+pub fn filmstrip(frames: &[Frame]) -> Result<RgbImage> {
+    if frames.is_empty() {
+        return Err(Error::param("filmstrip of no frames (expected >= 1)"));
+    }
+    register_font();
+    let (w0, h0) = frames[0].image.dimensions();
+    let fh = ((FRAME_WIDTH as u64 * h0 as u64) / w0.max(1) as u64).max(1) as u32;
+    let cols = frames.len().min(PER_ROW) as u32;
+    let rows = frames.len().div_ceil(PER_ROW) as u32;
+    let cw = GAP + cols * (FRAME_WIDTH + GAP);
+    let ch = GAP + rows * (fh + CAPTION_H + GAP);
+    let mut canvas = RgbImage::from_pixel(cw, ch, image::Rgb([255, 255, 255]));
+    let mut spots = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let (c, r) = ((i % PER_ROW) as u32, (i / PER_ROW) as u32);
+        let x = GAP + c * (FRAME_WIDTH + GAP);
+        let y = GAP + r * (fh + CAPTION_H + GAP);
+        let thumb = image::imageops::resize(
+            &f.image,
+            FRAME_WIDTH,
+            fh,
+            image::imageops::FilterType::Triangle,
+        );
+        image::imageops::replace(&mut canvas, &thumb, x as i64, y as i64);
+        spots.push((x, y + fh));
+    }
+    {
+        let root = BitMapBackend::with_buffer(canvas.as_mut(), (cw, ch)).into_drawing_area();
+        let style = TextStyle::from((FAMILY, 16).into_font()).color(&BLACK);
+        for (f, (x, y)) in frames.iter().zip(spots) {
+            root.draw_text(&f.caption, &style, (x as i32 + 4, y as i32 + 7))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(canvas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curves() -> BTreeMap<String, Vec<CurvePoint>> {
+        let mut m = BTreeMap::new();
+        let pt = |s: &str, b: f64, p: f64| CurvePoint {
+            setting: s.into(),
+            bpp: b,
+            psnr: p,
+            ms_ssim: 0.9 + 0.02 * b,
+            n: 1,
+        };
+        m.insert(
+            "jpeg".to_string(),
+            vec![
+                pt("10", 0.3, 27.0),
+                pt("50", 0.9, 32.0),
+                pt("90", 2.3, 38.0),
+            ],
+        );
+        m.insert(
+            "ddpmc".to_string(),
+            vec![
+                pt("q2/1", 0.4, 22.0),
+                pt("q2/2", 1.4, 30.0),
+                pt("q1/1", 0.4, 22.1),
+            ],
+        );
+        m
+    }
+
+    #[test]
+    fn series_join_steps_per_preset() {
+        let s = series(&curves(), Metric::Psnr, "ddpmc");
+        let labels: Vec<&str> = s.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, vec!["ddpmc per step (q2, q1)", "", "jpeg"]);
+        assert_eq!(s[0].points.len(), 2);
+    }
+
+    #[test]
+    fn plots_and_filmstrip_render() {
+        let dir = std::env::temp_dir().join(format!("ddpmc-plot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stem = dir.join("rd");
+        rd_plot(&curves(), Metric::Psnr, "ddpmc", "test", &stem).unwrap();
+        let png = image::open(stem.with_extension("png")).unwrap();
+        assert_eq!((png.width(), png.height()), PLOT_SIZE);
+        let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("jpeg"));
+
+        let frames: Vec<Frame> = (0..5)
+            .map(|i| Frame {
+                image: RgbImage::from_pixel(64, 48, image::Rgb([40 * i as u8, 80, 120])),
+                caption: format!("step {i}: 0.1 bpp"),
+            })
+            .collect();
+        let strip = filmstrip(&frames).unwrap();
+        assert_eq!(strip.width(), GAP + 4 * (FRAME_WIDTH + GAP));
+        // Captions are drawn: some dark pixels below the first frame.
+        let dark = (0..FRAME_WIDTH)
+            .flat_map(|x| (GAP + 192..GAP + 192 + CAPTION_H).map(move |y| (x, y)))
+            .filter(|&(x, y)| strip.get_pixel(x + GAP, y).0[0] < 100)
+            .count();
+        assert!(dark > 20, "{dark}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,423 @@
+//! Bench stage: the written results — `results.csv`, summary and BD tables, reference check.
+//!
+//! CSV files are plain RFC 4180: comma separated, a field quoted only when it holds a comma,
+//! a quote or a line break. Non-finite numbers are written `inf` / `nan`; empty cells mean
+//! "not reached" (a target outside a codec's range, no overlap for a BD value).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::rd::{self, CurvePoint, Metric};
+use super::{Row, CSV_HEADER, TARGET_BPP};
+use crate::{Error, Result};
+
+/// Quotes a CSV field when needed.
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn num(v: f64, decimals: usize) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{v:.decimals$}")
+    }
+}
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or(String::new(), |v| num(v, decimals))
+}
+
+/// `results.csv` text for `rows`, header first.
+pub fn results_csv(rows: &[Row]) -> String {
+    let mut s = String::from(CSV_HEADER);
+    s.push('\n');
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{}",
+            field(&r.codec),
+            field(&r.setting),
+            field(&r.image),
+            num(r.bpp, 6),
+            num(r.psnr, 4),
+            num(r.ms_ssim, 6),
+            num(r.enc_s, 4),
+            num(r.dec_s, 4)
+        );
+    }
+    s
+}
+
+/// Splits one CSV record into fields (handles quoted fields; no line breaks inside).
+fn split_record(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn parse_num(s: &str, what: &str, line: usize) -> Result<f64> {
+    match s.trim() {
+        "inf" => Ok(f64::INFINITY),
+        "-inf" => Ok(f64::NEG_INFINITY),
+        "nan" | "" => Ok(f64::NAN),
+        t => t.parse().map_err(|_| {
+            Error::param(format!(
+                "results CSV line {line}: {what} {t:?} is not a number"
+            ))
+        }),
+    }
+}
+
+/// Parses `results.csv` text (the header must be [`CSV_HEADER`]).
+pub fn parse_results_csv(text: &str) -> Result<Vec<Row>> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, h)) if h.trim() == CSV_HEADER => {}
+        Some((_, h)) => {
+            return Err(Error::param(format!(
+                "results CSV header {h:?} (expected {CSV_HEADER:?})"
+            )))
+        }
+        None => return Err(Error::param("results CSV is empty (expected a header)")),
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f = split_record(line);
+        let n = i + 1;
+        if f.len() != 8 {
+            return Err(Error::param(format!(
+                "results CSV line {n}: {} fields (expected 8)",
+                f.len()
+            )));
+        }
+        rows.push(Row {
+            codec: f[0].clone(),
+            setting: f[1].clone(),
+            image: f[2].clone(),
+            bpp: parse_num(&f[3], "bpp", n)?,
+            psnr: parse_num(&f[4], "psnr", n)?,
+            ms_ssim: parse_num(&f[5], "ms_ssim", n)?,
+            enc_s: parse_num(&f[6], "enc_s", n)?,
+            dec_s: parse_num(&f[7], "dec_s", n)?,
+        });
+    }
+    Ok(rows)
+}
+
+/// Reads a `results.csv` file.
+pub fn read_results_csv(path: &Path) -> Result<Vec<Row>> {
+    let text = std::fs::read_to_string(path)?;
+    parse_results_csv(&text)
+}
+
+/// Values of every codec at the [`TARGET_BPP`] targets: codec -> per target (PSNR, MS-SSIM).
+pub type Summary = BTreeMap<String, Vec<(Option<f64>, Option<f64>)>>;
+
+/// Interpolates every codec's mean curve at the [`TARGET_BPP`] targets.
+pub fn summary(curves: &BTreeMap<String, Vec<CurvePoint>>) -> Summary {
+    curves
+        .iter()
+        .map(|(codec, curve)| {
+            let ep = rd::envelope(curve, Metric::Psnr);
+            let em = rd::envelope(curve, Metric::MsSsim);
+            let vals = TARGET_BPP
+                .iter()
+                .map(|&t| (rd::interp_log_bpp(&ep, t), rd::interp_log_bpp(&em, t)))
+                .collect();
+            (codec.clone(), vals)
+        })
+        .collect()
+}
+
+/// `summary.csv`: `codec,target_bpp,psnr,ms_ssim`, the layout of the reference's
+/// kodak_classic_rd_interp.csv.
+pub fn summary_csv(s: &Summary) -> String {
+    let mut out = String::from("codec,target_bpp,psnr,ms_ssim\n");
+    for (codec, vals) in s {
+        for (t, (p, m)) in TARGET_BPP.iter().zip(vals) {
+            let _ = writeln!(out, "{},{t:?},{},{}", field(codec), opt(*p, 3), opt(*m, 5));
+        }
+    }
+    out
+}
+
+/// `summary.md`: PSNR and MS-SSIM of every codec at the targets, `n images` in the title.
+pub fn summary_md(s: &Summary, images: usize) -> String {
+    let mut out = format!(
+        "# Rate-distortion summary ({images} images)\n\nMean over images of each setting, \
+         interpolated linearly in log(bpp) on each codec's mean curve; `-` = outside the \
+         codec's measured range.\n\n"
+    );
+    let head: Vec<String> = TARGET_BPP.iter().map(|t| format!("{t} bpp")).collect();
+    for (title, idx, dec) in [("PSNR (dB, RGB)", 0, 2), ("MS-SSIM (RGB)", 1, 4)] {
+        let _ = writeln!(out, "## {title}\n\n| codec | {} |", head.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(TARGET_BPP.len()));
+        for (codec, vals) in s {
+            let cells: Vec<String> = vals
+                .iter()
+                .map(|v| {
+                    let x = if idx == 0 { v.0 } else { v.1 };
+                    x.map_or("-".into(), |x| format!("{x:.dec$}"))
+                })
+                .collect();
+            let _ = writeln!(out, "| {codec} | {} |", cells.join(" | "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One line of the BD table: `test` against `anchor`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BdLine {
+    /// The anchor codec.
+    pub anchor: String,
+    /// BD-rate on PSNR, percent (negative: the tested codec saves bits).
+    pub bd_rate_psnr: Option<f64>,
+    /// BD-PSNR, dB.
+    pub bd_psnr: Option<f64>,
+    /// BD-rate on MS-SSIM, percent.
+    pub bd_rate_msssim: Option<f64>,
+    /// Overlapping bpp range of the PSNR curves.
+    pub overlap: Option<(f64, f64)>,
+}
+
+/// BD deltas of codec `test` against every other codec in `curves`.
+pub fn bd_table(curves: &BTreeMap<String, Vec<CurvePoint>>, test: &str) -> Vec<BdLine> {
+    let Some(tc) = curves.get(test) else {
+        return Vec::new();
+    };
+    let tp = rd::envelope(tc, Metric::Psnr);
+    let tm = rd::envelope(tc, Metric::MsSsim);
+    curves
+        .iter()
+        .filter(|(c, _)| c.as_str() != test)
+        .map(|(c, curve)| {
+            let ap = rd::envelope(curve, Metric::Psnr);
+            let am = rd::envelope(curve, Metric::MsSsim);
+            BdLine {
+                anchor: c.clone(),
+                bd_rate_psnr: rd::bd_rate(&ap, &tp),
+                bd_psnr: rd::bd_quality(&ap, &tp),
+                bd_rate_msssim: rd::bd_rate(&am, &tm),
+                overlap: rd::overlap(&ap, &tp),
+            }
+        })
+        .collect()
+}
+
+/// `bd.csv`.
+pub fn bd_csv(test: &str, lines: &[BdLine]) -> String {
+    let mut out = String::from(
+        "codec,anchor,bd_rate_psnr_pct,bd_psnr_db,bd_rate_msssim_pct,overlap_lo_bpp,overlap_hi_bpp\n",
+    );
+    for l in lines {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{}",
+            field(test),
+            field(&l.anchor),
+            opt(l.bd_rate_psnr, 2),
+            opt(l.bd_psnr, 3),
+            opt(l.bd_rate_msssim, 2),
+            opt(l.overlap.map(|o| o.0), 4),
+            opt(l.overlap.map(|o| o.1), 4)
+        );
+    }
+    out
+}
+
+/// `bd.md`.
+pub fn bd_md(test: &str, lines: &[BdLine]) -> String {
+    let mut out = format!(
+        "# Bjontegaard deltas of {test}\n\nCubic fit in log-rate over the overlapping range \
+         (VCEG-M33). BD-rate < 0: {test} needs fewer bits for the same quality; BD-PSNR > 0: \
+         {test} is better at the same rate. `-` = curves do not overlap.\n\n\
+         | anchor | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM) | overlap (bpp) |\n\
+         |---|---:|---:|---:|---|\n"
+    );
+    for l in lines {
+        let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:+.1} %"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            l.anchor,
+            pct(l.bd_rate_psnr),
+            l.bd_psnr.map_or("-".into(), |v| format!("{v:+.2} dB")),
+            pct(l.bd_rate_msssim),
+            l.overlap
+                .map_or("-".into(), |(a, b)| format!("{a:.3} - {b:.3}"))
+        );
+    }
+    if lines.is_empty() {
+        out.push_str("| (no codec to compare with) | - | - | - | - |\n");
+    }
+    out
+}
+
+/// Reference rows of a `codec,target_bpp,psnr,ms_ssim` table.
+pub fn parse_interp_csv(text: &str) -> Result<Vec<(String, f64, f64, f64)>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f = split_record(line);
+        if f.len() != 4 {
+            return Err(Error::param(format!(
+                "interp CSV line {}: {} fields (expected 4)",
+                i + 1,
+                f.len()
+            )));
+        }
+        out.push((
+            f[0].clone(),
+            parse_num(&f[1], "target_bpp", i + 1)?,
+            parse_num(&f[2], "psnr", i + 1)?,
+            parse_num(&f[3], "ms_ssim", i + 1)?,
+        ));
+    }
+    Ok(out)
+}
+
+/// Compares `s` with a reference interp table: markdown with dPSNR and dMS-SSIM per codec
+/// and target, and the largest |dPSNR| over all cells present in both.
+pub fn compare_with_reference(s: &Summary, reference: &[(String, f64, f64, f64)]) -> (String, f64) {
+    let mut out = String::from(
+        "| codec | target bpp | PSNR here | PSNR reference | dPSNR | MS-SSIM here | MS-SSIM reference |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut worst: f64 = 0.0;
+    for (codec, t, rp, rm) in reference {
+        let Some(vals) = s.get(codec) else { continue };
+        let Some(k) = TARGET_BPP.iter().position(|x| x == t) else {
+            continue;
+        };
+        let (p, m) = vals[k];
+        let d = p.map(|p| p - rp);
+        if let Some(d) = d {
+            worst = worst.max(d.abs());
+        }
+        let _ = writeln!(
+            out,
+            "| {codec} | {t} | {} | {rp:.3} | {} | {} | {rm:.5} |",
+            p.map_or("-".into(), |p| format!("{p:.3}")),
+            d.map_or("-".into(), |d| format!("{d:+.3}")),
+            m.map_or("-".into(), |m| format!("{m:.5}")),
+        );
+    }
+    (out, worst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Row> {
+        let mut v = Vec::new();
+        for (img, off) in [("a.png", 0.0), ("b, with comma.png", 1.0)] {
+            for (q, b) in [("10", 0.2), ("50", 0.6), ("90", 1.5), ("99", 2.5)] {
+                v.push(Row {
+                    codec: "jpeg".into(),
+                    setting: q.into(),
+                    image: img.into(),
+                    bpp: b,
+                    psnr: 30.0 + 6.0 * f64::log2(b) + off,
+                    ms_ssim: 0.9 + 0.01 * b,
+                    enc_s: 0.01,
+                    dec_s: 0.002,
+                });
+            }
+        }
+        v[0].psnr = f64::INFINITY;
+        v[1].ms_ssim = f64::NAN;
+        v
+    }
+
+    #[test]
+    fn results_csv_round_trips() {
+        let r = rows();
+        let text = results_csv(&r);
+        assert!(text.starts_with("codec,setting,image,bpp,psnr,ms_ssim,enc_s,dec_s\n"));
+        assert!(text.contains("\"b, with comma.png\""));
+        assert!(text.contains(",inf,"));
+        let back = parse_results_csv(&text).unwrap();
+        assert_eq!(back.len(), r.len());
+        assert_eq!(back[4].image, "b, with comma.png");
+        assert_eq!(back[0].psnr, f64::INFINITY);
+        assert!(back[1].ms_ssim.is_nan());
+        assert!((back[5].bpp - 0.6).abs() < 1e-9);
+        assert!(parse_results_csv("a,b\n").is_err());
+        assert!(parse_results_csv(&format!("{CSV_HEADER}\njpeg,1,x,0.1\n")).is_err());
+        assert!(parse_results_csv(&format!("{CSV_HEADER}\njpeg,1,x,abc,1,1,1,1\n")).is_err());
+    }
+
+    #[test]
+    fn summary_tables() {
+        let curves = rd::mean_curves(&rows());
+        let s = summary(&curves);
+        let j = &s["jpeg"];
+        // Mean curve at setting 50: bpp 0.6, psnr 30 + 6 log2 0.6 + 0.5; at 1 bpp the line
+        // between 0.6 and 1.5 (both linear in log2 bpp) gives 30.5 exactly.
+        assert!((j[2].0.unwrap() - 30.5).abs() < 1e-9);
+        assert!((j[3].0.unwrap() - 36.5).abs() < 1e-9);
+        // Setting 10 has an infinite PSNR (lossless image), so the curve starts at 0.6 bpp.
+        assert_eq!(j[0].0, None);
+        assert!(j[0].1.is_some());
+        let csv = summary_csv(&s);
+        assert!(csv.starts_with("codec,target_bpp,psnr,ms_ssim\njpeg,0.25,"));
+        let md = summary_md(&s, 2);
+        assert!(md.contains("| jpeg |") && md.contains("## MS-SSIM"));
+    }
+
+    #[test]
+    fn bd_tables_and_reference() {
+        let mut r = rows();
+        for x in rows() {
+            r.push(Row {
+                codec: "ddpmc".into(),
+                bpp: x.bpp * 0.8,
+                ..x
+            });
+        }
+        let curves = rd::mean_curves(&r);
+        let lines = bd_table(&curves, "ddpmc");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].anchor, "jpeg");
+        assert!(lines[0].bd_rate_psnr.unwrap() < 0.0);
+        assert!(bd_csv("ddpmc", &lines).contains("ddpmc,jpeg,"));
+        assert!(bd_md("ddpmc", &lines).contains("| jpeg |"));
+        assert!(bd_table(&curves, "nothing").is_empty());
+
+        let s = summary(&curves);
+        let refr = parse_interp_csv("codec,target_bpp,psnr,ms_ssim\njpeg,1.0,30.4,0.91\n").unwrap();
+        let (md, worst) = compare_with_reference(&s, &refr);
+        assert!((worst - 0.1).abs() < 1e-6, "{worst}");
+        assert!(md.contains("+0.100"));
+    }
+}

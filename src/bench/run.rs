@@ -1,0 +1,348 @@
+//! Bench stage: the `ddpmc bench` driver — dataset in, results folder out.
+//!
+//! Output folder:
+//! - `results.csv`: `codec,setting,image,bpp,psnr,ms_ssim,enc_s,dec_s`, one row per image and
+//!   rate point (rewritten after every codec x image, so an interrupted run keeps its rows);
+//! - `summary.md`, `summary.csv`: every codec at 0.25 / 0.5 / 1 / 2 bpp;
+//! - `bd.md`, `bd.csv`: BD-rate and BD-PSNR of the progressive codec against each other codec;
+//! - `rd_psnr.{svg,png}`, `rd_msssim.{svg,png}`: the rate-distortion plots;
+//! - `filmstrip.png`: the first image decoded after each step (progressive codec only);
+//! - `reference.md`: the classic rows against a reference interp table, when one is given.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::plot::{self, Frame};
+use super::rd::{self, Metric};
+use super::{report, Decoded, RdCodec, Row};
+use crate::{Error, Result};
+
+/// What to run and where to write.
+pub struct BenchConfig {
+    /// Folder of PNG images.
+    pub dataset: PathBuf,
+    /// Output folder (created).
+    pub out: PathBuf,
+    /// Use only the first N images (sorted by name).
+    pub limit: Option<usize>,
+    /// Classic codecs to run (empty: none).
+    pub classic: Vec<Box<dyn RdCodec>>,
+    /// Stored classic rows to use instead of running `classic` (rows of images outside the
+    /// selection, and rows of the progressive codec, are dropped).
+    pub classic_rows: Option<Vec<Row>>,
+    /// The progressive codec under test (ddpmc), whose points are `<preset>/<step>`.
+    pub progressive: Option<Box<dyn RdCodec>>,
+    /// Name of the progressive codec in tables (BD anchor side, filmstrip).
+    pub progressive_name: String,
+    /// Reference interp table (`codec,target_bpp,psnr,ms_ssim`) to compare with, if any.
+    pub reference: Option<PathBuf>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What a run produced, for the caller to print.
+pub struct BenchOutcome {
+    /// All rows.
+    pub rows: Vec<Row>,
+    /// The summary table (markdown).
+    pub summary_md: String,
+    /// The BD table (markdown).
+    pub bd_md: String,
+    /// Largest |dPSNR| against the reference table, when compared.
+    pub reference_max_dpsnr: Option<f64>,
+}
+
+/// PNG files of `dir`, sorted by name, at most `limit`.
+pub fn list_images(dir: &Path, limit: Option<usize>) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| Error::param(format!("dataset folder {}: {e}", dir.display())))?;
+    let mut v: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+        })
+        .collect();
+    v.sort();
+    if let Some(n) = limit {
+        v.truncate(n);
+    }
+    if v.is_empty() {
+        return Err(Error::param(format!(
+            "no PNG images in {} (expected a folder of .png files)",
+            dir.display()
+        )));
+    }
+    Ok(v)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// Frames of the filmstrip: the points of the preset with the most steps, in step order.
+fn filmstrip_frames(decoded: &[Decoded], pixels: f64) -> Vec<Frame> {
+    let preset = |d: &Decoded| d.setting.split('/').next().unwrap_or("").to_string();
+    let mut best: Option<(String, usize)> = None;
+    for d in decoded {
+        let p = preset(d);
+        let n = decoded.iter().filter(|e| preset(e) == p).count();
+        if best.as_ref().map_or(true, |b| n > b.1) {
+            best = Some((p, n));
+        }
+    }
+    let Some((p, _)) = best else {
+        return Vec::new();
+    };
+    decoded
+        .iter()
+        .filter(|d| preset(d) == p)
+        .map(|d| Frame {
+            image: d.image.clone(),
+            caption: format!(
+                "step {}: {:.3} bpp",
+                d.setting.split('/').nth(1).unwrap_or("?"),
+                d.bytes as f64 * 8.0 / pixels
+            ),
+        })
+        .collect()
+}
+
+/// Runs the bench and writes the output folder.
+pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
+    let paths = list_images(&cfg.dataset, cfg.limit)?;
+    let names: Vec<String> = paths.iter().map(|p| file_name(p)).collect();
+    std::fs::create_dir_all(&cfg.out)?;
+    let results = cfg.out.join("results.csv");
+
+    let mut rows: Vec<Row> = Vec::new();
+    if let Some(stored) = &cfg.classic_rows {
+        rows.extend(
+            stored
+                .iter()
+                .filter(|r| r.codec != cfg.progressive_name && names.contains(&r.image))
+                .cloned(),
+        );
+        for n in &names {
+            if !rows.iter().any(|r| &r.image == n) {
+                eprintln!("warning: no stored classic rows for {n}");
+            }
+        }
+    }
+    let classic: &[Box<dyn RdCodec>] = if cfg.classic_rows.is_some() {
+        &[]
+    } else {
+        &cfg.classic
+    };
+    let units = (classic.len() + usize::from(cfg.progressive.is_some())) * paths.len();
+    let bar = if cfg.progress {
+        ProgressBar::new(units as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} (eta {eta}) {msg}")
+            .map_err(|e| Error::param(e.to_string()))?
+            .progress_chars("=> "),
+    );
+
+    let mut frames = Vec::new();
+    for (path, name) in paths.iter().zip(&names) {
+        let img: RgbImage = image::open(path)?.to_rgb8();
+        let pixels = img.width() as f64 * img.height() as f64;
+        for codec in classic {
+            bar.set_message(format!("{} {name}", codec.name()));
+            rows.extend(super::measure(codec.as_ref(), name, &img)?);
+            bar.inc(1);
+            write(&results, &report::results_csv(&rows))?;
+        }
+        if let Some(codec) = &cfg.progressive {
+            bar.set_message(format!("{} {name}", codec.name()));
+            let decoded = codec.points(&img)?;
+            rows.extend(super::rows_for(codec.name(), name, &img, &decoded)?);
+            if frames.is_empty() {
+                frames = filmstrip_frames(&decoded, pixels);
+            }
+            bar.inc(1);
+            write(&results, &report::results_csv(&rows))?;
+        }
+    }
+    bar.finish_and_clear();
+    write_reports(
+        rows,
+        paths.len(),
+        &frames,
+        &cfg.out,
+        &cfg.progressive_name,
+        cfg.reference.as_deref(),
+    )
+}
+
+/// Writes every output file from finished rows (`images`: how many images they cover;
+/// `frames`: the filmstrip, none to skip it). Used by [`run_bench`], and alone to redo the
+/// tables and plots of a stored `results.csv`.
+pub fn write_reports(
+    rows: Vec<Row>,
+    images: usize,
+    frames: &[Frame],
+    out: &Path,
+    progressive_name: &str,
+    reference: Option<&Path>,
+) -> Result<BenchOutcome> {
+    std::fs::create_dir_all(out)?;
+    write(&out.join("results.csv"), &report::results_csv(&rows))?;
+    let curves = rd::mean_curves(&rows);
+    let summary = report::summary(&curves);
+    let summary_md = report::summary_md(&summary, images);
+    write(&out.join("summary.md"), &summary_md)?;
+    write(&out.join("summary.csv"), &report::summary_csv(&summary))?;
+    let bd = report::bd_table(&curves, progressive_name);
+    let bd_md = report::bd_md(progressive_name, &bd);
+    write(&out.join("bd.md"), &bd_md)?;
+    write(&out.join("bd.csv"), &report::bd_csv(progressive_name, &bd))?;
+    let title = format!("{} images", images);
+    plot::rd_plot(
+        &curves,
+        Metric::Psnr,
+        progressive_name,
+        &format!("PSNR, {title}"),
+        &out.join("rd_psnr"),
+    )?;
+    plot::rd_plot(
+        &curves,
+        Metric::MsSsim,
+        progressive_name,
+        &format!("MS-SSIM, {title}"),
+        &out.join("rd_msssim"),
+    )?;
+    if !frames.is_empty() {
+        plot::filmstrip(frames)?.save(out.join("filmstrip.png"))?;
+    }
+    let mut reference_max_dpsnr = None;
+    if let Some(r) = reference.filter(|r| r.is_file()) {
+        let table = report::parse_interp_csv(&std::fs::read_to_string(r)?)?;
+        let (md, worst) = report::compare_with_reference(&summary, &table);
+        let text = format!(
+            "# Classic codecs against {}\n\n{} images here. Largest |dPSNR|: {worst:.3} dB.\n\n{md}",
+            r.display(),
+            images
+        );
+        write(&out.join("reference.md"), &text)?;
+        reference_max_dpsnr = Some(worst);
+    }
+    Ok(BenchOutcome {
+        rows,
+        summary_md,
+        bd_md,
+        reference_max_dpsnr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::classic::ImageRsJpeg;
+
+    /// A fake progressive codec: two presets, steps = quantised copies of the image.
+    struct Fake;
+
+    impl RdCodec for Fake {
+        fn name(&self) -> &str {
+            "ddpmc"
+        }
+        fn points(&self, img: &RgbImage) -> Result<Vec<Decoded>> {
+            let mut out = Vec::new();
+            for (preset, steps) in [("q1", 1u32), ("q3", 3)] {
+                for s in 1..=steps {
+                    let q = 64u32 >> (2 * s);
+                    let mut im = img.clone();
+                    im.iter_mut()
+                        .for_each(|v| *v = ((*v as u32 / q.max(1)) * q.max(1)) as u8);
+                    out.push(Decoded {
+                        setting: format!("{preset}/{s}"),
+                        bytes: (img.width() * img.height() / 40 * s) as u64,
+                        image: im,
+                        enc_s: 0.0,
+                        dec_s: 0.0,
+                    });
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn end_to_end_on_a_tiny_dataset() {
+        let base = std::env::temp_dir().join(format!("ddpmc-run-test-{}", std::process::id()));
+        let data = base.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        for i in 0..3u32 {
+            RgbImage::from_fn(96, 64, |x, y| {
+                image::Rgb([(x * 2 + i * 9) as u8, (y * 3) as u8, ((x ^ y) * 2) as u8])
+            })
+            .save(data.join(format!("img{i}.png")))
+            .unwrap();
+        }
+        std::fs::write(data.join("notes.txt"), "not an image").unwrap();
+        let out = base.join("out");
+        let cfg = BenchConfig {
+            dataset: data.clone(),
+            out: out.clone(),
+            limit: Some(2),
+            classic: vec![Box::new(ImageRsJpeg::new())],
+            classic_rows: None,
+            progressive: Some(Box::new(Fake)),
+            progressive_name: "ddpmc".into(),
+            reference: None,
+            progress: false,
+        };
+        let o = run_bench(cfg).unwrap();
+        assert_eq!(o.rows.iter().filter(|r| r.codec == "ddpmc").count(), 2 * 4);
+        for f in [
+            "results.csv",
+            "summary.md",
+            "summary.csv",
+            "bd.md",
+            "bd.csv",
+            "rd_psnr.svg",
+            "rd_psnr.png",
+            "rd_msssim.svg",
+            "rd_msssim.png",
+            "filmstrip.png",
+        ] {
+            assert!(out.join(f).is_file(), "{f}");
+        }
+        let back = report::read_results_csv(&out.join("results.csv")).unwrap();
+        assert_eq!(back.len(), o.rows.len());
+        // Reusing the stored classic rows gives the same classic rows.
+        let cfg = BenchConfig {
+            dataset: data,
+            out: base.join("out2"),
+            limit: Some(1),
+            classic: Vec::new(),
+            classic_rows: Some(back),
+            progressive: None,
+            progressive_name: "ddpmc".into(),
+            reference: None,
+            progress: false,
+        };
+        let o2 = run_bench(cfg).unwrap();
+        assert!(o2
+            .rows
+            .iter()
+            .all(|r| r.image == "img0.png" && r.codec != "ddpmc"));
+        assert!(!o2.rows.is_empty());
+        assert!(list_images(&base.join("missing"), None).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,134 @@
+//! `ddpmc bench`: rate-distortion table, CSV and plots against classic codecs.
+
+use std::path::PathBuf;
+
+use ddpmc::bench::classic;
+use ddpmc::bench::ddpmc::{DdpmcCodec, Setting};
+use ddpmc::bench::report;
+use ddpmc::bench::run::{run_bench, write_reports, BenchConfig, BenchOutcome};
+use ddpmc::bench::RdCodec;
+use ddpmc::codec::Recon;
+
+/// Measure ddpmc and the classic codecs on a folder of images.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Folder of PNG images (all of them, sorted by name).
+    #[arg(long, default_value = "../shared/data/kodak")]
+    pub dataset: PathBuf,
+    /// Output folder: results.csv, summary.{md,csv}, bd.{md,csv}, rd_*.{svg,png}, filmstrip.png.
+    #[arg(long, default_value = "bench-out")]
+    pub out: PathBuf,
+    /// Use only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// ddpmc settings, comma separated: quality presets q1..q6, q1L..q6L (with the lossless
+    /// stage) or bpp<X> (rate control); every decoded step of each file becomes a point.
+    #[arg(long, value_delimiter = ',', default_value = "q1,q2,q3,q4,q5,q6")]
+    pub settings: Vec<String>,
+    /// Reuse classic-codec rows from this results CSV instead of running the tools.
+    #[arg(long)]
+    pub classic_results: Option<PathBuf>,
+    /// Skip the classic codecs.
+    #[arg(long)]
+    pub no_classic: bool,
+    /// Skip ddpmc (classic codecs only).
+    #[arg(long)]
+    pub no_ddpmc: bool,
+    /// Classic codecs to run, comma separated (jpeg, webp, jpeg2000, avif, jxl,
+    /// hevc444_heic, jpeg_image_rs); default: every one whose tools are on PATH.
+    #[arg(long, value_delimiter = ',')]
+    pub codecs: Option<Vec<String>>,
+    /// Model weights (safetensors) for ddpmc; default: the embedded model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Reference table (codec,target_bpp,psnr,ms_ssim) to compare the classic rows with
+    /// (written to reference.md); skipped when the file does not exist, with --limit, and
+    /// with --from-results when the CSV covers fewer than the reference's 24 images.
+    #[arg(
+        long,
+        default_value = "../shared/reference/kodak_classic_rd_interp.csv"
+    )]
+    pub reference: PathBuf,
+    /// Run nothing: redo the tables and plots (no filmstrip) of a stored results CSV.
+    #[arg(long, value_name = "CSV")]
+    pub from_results: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The ddpmc codec for the bench: the model and the parsed settings.
+fn ddpmc_codec(args: &Args) -> ddpmc::Result<Box<dyn RdCodec>> {
+    let settings = args
+        .settings
+        .iter()
+        .map(|s| Setting::parse(s))
+        .collect::<ddpmc::Result<Vec<_>>>()?;
+    let model = crate::load_model(args.model.as_deref())?;
+    Ok(Box::new(DdpmcCodec::new(model, settings, Recon::Denoise)))
+}
+
+/// Runs `ddpmc bench`.
+pub fn run(args: Args) -> ddpmc::Result<()> {
+    if let Some(p) = &args.from_results {
+        let rows = report::read_results_csv(p)?;
+        let mut images: Vec<&str> = rows.iter().map(|r| r.image.as_str()).collect();
+        images.sort_unstable();
+        images.dedup();
+        let n = images.len();
+        let reference = (n >= 24).then_some(args.reference.as_path());
+        let o = write_reports(rows, n, &[], &args.out, "ddpmc", reference)?;
+        return print_outcome(&args, &o);
+    }
+    let classic_rows = match (&args.classic_results, args.no_classic) {
+        (Some(p), false) => Some(report::read_results_csv(p)?),
+        _ => None,
+    };
+    let classic = if args.no_classic || classic_rows.is_some() {
+        Vec::new()
+    } else {
+        let (codecs, missing) = classic::available_codecs(args.codecs.as_deref());
+        for m in missing {
+            eprintln!("note: {m} skipped (its command-line tools are not on PATH)");
+        }
+        codecs
+    };
+    let progressive = if args.no_ddpmc {
+        None
+    } else {
+        Some(ddpmc_codec(&args)?)
+    };
+    let cfg = BenchConfig {
+        dataset: args.dataset.clone(),
+        out: args.out.clone(),
+        limit: args.limit,
+        classic,
+        classic_rows,
+        progressive,
+        progressive_name: "ddpmc".into(),
+        // The reference is a mean over its whole dataset: compare only without --limit.
+        reference: args.limit.is_none().then(|| args.reference.clone()),
+        progress: !args.quiet,
+    };
+    let o = run_bench(cfg)?;
+    print_outcome(&args, &o)
+}
+
+fn print_outcome(args: &Args, o: &BenchOutcome) -> ddpmc::Result<()> {
+    println!("{}", o.summary_md);
+    if !args.no_ddpmc {
+        println!("{}", o.bd_md);
+    }
+    if let Some(d) = o.reference_max_dpsnr {
+        println!(
+            "classic codecs vs {}: largest |dPSNR| {d:.3} dB (details in reference.md)",
+            args.reference.display()
+        );
+    }
+    println!(
+        "{} rows written to {}",
+        o.rows.len(),
+        args.out.join("results.csv").display()
+    );
+    Ok(())
+}
