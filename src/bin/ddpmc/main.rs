@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ddpmc::model::{default_model, Denoiser, UNet};
 
+mod bench;
 mod decode;
 mod encode;
 mod info;
@@ -30,6 +31,8 @@ enum Command {
     Decode(decode::Args),
     /// Show what a .ddpmc file holds: size, model, schedule, bytes per step.
     Info(info::Args),
+    /// Rate-distortion table, CSV and plots against classic codecs.
+    Bench(bench::Args),
 }
 
 /// The network: the built-in default model, or the safetensors file at `path`.
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Encode(a) => encode::run(a),
         Command::Decode(a) => decode::run(a),
         Command::Info(a) => info::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
