@@ -66,6 +66,21 @@ def sample_batch(imgs, n, size, gen):
     return x
 
 
+def join_parts(path):
+    """A committed run state is split into files under 16 MB (resume.pt.part00, part01, ...,
+    made with `split -b 15M -d resume.pt resume.pt.part`); join them when resume.pt is absent."""
+    d, base = os.path.split(path)
+    parts = sorted(f for f in os.listdir(d or ".") if f.startswith(base + ".part")) if os.path.isdir(d or ".") else []
+    if os.path.exists(path) or not parts:
+        return
+    with open(path + ".tmp", "wb") as out:
+        for f in parts:
+            with open(os.path.join(d, f), "rb") as inp:
+                out.write(inp.read())
+    os.replace(path + ".tmp", path)
+    print(f"joined {len(parts)} parts into {path}", flush=True)
+
+
 def atomic_save(obj, path):
     tmp = path + ".tmp"
     torch.save(obj, tmp)
@@ -140,6 +155,7 @@ def main():
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     os.makedirs(args.run, exist_ok=True)
     resume_path = os.path.join(args.run, "resume.pt")
+    join_parts(resume_path)
 
     import json
     config = json.loads(args.config) if args.config else None
