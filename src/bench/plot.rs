@@ -114,7 +114,7 @@ fn draw<DB: DrawingBackend>(
         .filter(|s| s.emphasised)
         .flat_map(|s| s.points.iter().map(|p| p.0))
         .fold(0.0f64, f64::max);
-    let x_max = (prog_max * 1.05).clamp(2.5, 8.0);
+    let x_max = (prog_max * 1.05).clamp(2.5, 10.0);
     let inside: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
