@@ -47,6 +47,18 @@ def load_images(root: str, cache: str):
     return imgs
 
 
+def lr_at(step, args):
+    """Linear warm-up, then constant, then (optionally) a cosine decay to --lr-min.
+
+    A function of the step alone, so a resumed run follows the same schedule."""
+    lr = args.lr * min(1.0, (step + 1) / args.warmup)
+    if args.decay_start is not None and step >= args.decay_start:
+        end = args.decay_end if args.decay_end is not None else args.steps
+        frac = min(1.0, (step - args.decay_start) / max(1, end - args.decay_start))
+        lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * frac))
+    return lr
+
+
 def sample_batch(imgs, n, size, gen):
     out = np.empty((n, size, size, 3), dtype=np.uint8)
     idx = torch.randint(0, len(imgs), (n,), generator=gen).tolist()
@@ -87,6 +99,25 @@ def atomic_save(obj, path):
     os.replace(tmp, path)
 
 
+def trim_log(path, step):
+    """Drop log rows past `step`: after a resume from an older checkpoint, the logs match the
+    state again instead of holding the lost steps twice."""
+    if not os.path.exists(path):
+        return
+    lines = open(path).read().splitlines(keepends=True)
+    keep = lines[:1] + [l for l in lines[1:] if int(l.split(",", 1)[0]) <= step]
+    if len(keep) != len(lines):
+        with open(path, "w") as f:
+            f.writelines(keep)
+
+
+def last_per_step(rows):
+    """Rows of a log keyed by step, the last one winning (logs written before trim_log existed
+    can repeat steps)."""
+    by = {int(r["step"]): r for r in rows}
+    return [by[k] for k in sorted(by)]
+
+
 def plot_curves(run):
     try:
         import matplotlib
@@ -96,7 +127,7 @@ def plot_curves(run):
         return
     lp = os.path.join(run, "loss.csv")
     if os.path.exists(lp):
-        rows = list(csv.DictReader(open(lp)))
+        rows = last_per_step(csv.DictReader(open(lp)))
         if rows:
             s = np.array([int(r["step"]) for r in rows])
             l = np.array([float(r["loss"]) for r in rows])
@@ -114,7 +145,7 @@ def plot_curves(run):
             plt.close()
     ep = os.path.join(run, "eval.csv")
     if os.path.exists(ep):
-        rows = list(csv.DictReader(open(ep)))
+        rows = last_per_step(csv.DictReader(open(ep)))
         if rows:
             plt.figure(figsize=(6, 4))
             s = [int(r["step"]) for r in rows]
@@ -140,6 +171,10 @@ def main():
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--decay-start", type=int, default=None,
+                    help="step where a cosine decay of the lr begins (default: no decay)")
+    ap.add_argument("--decay-end", type=int, default=None, help="step where the decay reaches --lr-min")
+    ap.add_argument("--lr-min", type=float, default=1e-5)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--chain-frac", type=float, default=0.5, help="share of each batch on the coding chain's marginals")
     ap.add_argument("--steps", type=int, default=10**9, help="stop after this many steps")
@@ -179,6 +214,8 @@ def main():
         if st["config"] != model.config:
             raise SystemExit(f"resume config {st['config']} != {model.config}")
         print(f"resumed at step {step}", flush=True)
+        for log in ("loss.csv", "eval.csv"):
+            trim_log(os.path.join(args.run, log), step)
 
     imgs = load_images(args.data, args.cache)
     print(f"{len(imgs)} training images; model {sum(p.numel() for p in model.parameters())} parameters; device {dev}", flush=True)
@@ -199,7 +236,7 @@ def main():
     start_step = step
     acc = []
     while step < args.steps and (elapsed - start_elapsed) < args.minutes * 60:
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        lr = lr_at(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
         x = sample_batch(imgs, args.batch, args.crop, gen)
