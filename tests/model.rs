@@ -393,20 +393,32 @@ fn tiled_matches_whole_on_a_large_image() {
 
 #[test]
 fn tiled_default_model_close_to_whole() {
-    // The default model on 128x128 with small tiles (48-pixel cores, 32-pixel halo: a quarter
-    // of the default halo), reported and bounded loosely.
+    // The default model on 256x256 with small tiles (64-pixel cores). The network's reach
+    // grows with training, so a short halo differs visibly from the whole-image result; a
+    // longer one must bring the tiled result closer, and within about one 8-bit level at
+    // 96 pixels (the codec uses 128; models/README.md has the table for a 768x512 image).
     let net = default_model().unwrap();
-    let (h, w) = (128, 128);
+    let (h, w) = (256, 256);
     let z = latent(h, w, 6);
     for (abar, lam) in [(0.9f64, (9.0f64).ln()), (0.05, (0.05f64 / 0.95).ln())] {
         let whole = net.predict_x0(&z, h, w, abar, lam).unwrap();
-        let tiled = net
-            .predict_x0_tiled(&z, h, w, abar, lam, Tiling { core: 48, halo: 32 })
-            .unwrap();
-        let d = max_abs_diff(&tiled, &whole);
+        let diff = |halo| {
+            let tiled = net
+                .predict_x0_tiled(&z, h, w, abar, lam, Tiling { core: 64, halo })
+                .unwrap();
+            max_abs_diff(&tiled, &whole)
+        };
+        let (short, long) = (diff(32), diff(96));
         println!(
-            "default model 128x128, cores 48 halo 32, abar {abar}: max |tiled - whole| = {d:.3e}"
+            "default model 256x256, cores 64, abar {abar}: max |tiled - whole| = {short:.3e} (halo 32), {long:.3e} (halo 96)"
         );
-        assert!(d < 0.05, "max |tiled - whole| = {d}");
+        assert!(
+            long < short,
+            "halo 96 ({long}) not closer than halo 32 ({short})"
+        );
+        assert!(
+            long < 0.01,
+            "max |tiled - whole| = {long} with a 96-pixel halo"
+        );
     }
 }

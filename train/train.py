@@ -147,18 +147,29 @@ def plot_curves(run):
     if os.path.exists(ep):
         rows = last_per_step(csv.DictReader(open(ep)))
         if rows:
-            plt.figure(figsize=(6, 4))
+            # Left: every evaluated t against steps. Right: t = 150 alone against log(steps),
+            # where a still-improving run shows as a rising line, with the lr schedule.
+            fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
             s = [int(r["step"]) for r in rows]
             for key in [k for k in rows[0] if k.startswith("psnr_t")]:
-                plt.plot(s, [float(r[key]) for r in rows], marker=".", label=key[5:])
-            plt.xlabel("step")
-            plt.ylabel("x0 PSNR on Kodak crops (dB)")
-            plt.legend()
-            plt.grid(alpha=0.3)
-            plt.tight_layout()
-            plt.savefig(os.path.join(run, "learning_curve.png"), dpi=100)
-            plt.close()
-
+                a1.plot(s, [float(r[key]) for r in rows], marker=".", label=key[5:])
+            a1.set_xlabel("step")
+            a1.set_ylabel("x0 PSNR on Kodak crops (dB)")
+            a1.legend()
+            a1.grid(alpha=0.3)
+            if "psnr_t150" in rows[0]:
+                a2.semilogx(s, [float(r["psnr_t150"]) for r in rows], marker=".", color="C2", label="t150")
+                a2.set_xlabel("step (log scale)")
+                a2.set_ylabel("x0 PSNR at t = 150 (dB)")
+                a2.grid(alpha=0.3, which="both")
+                lrs = last_per_step(csv.DictReader(open(lp))) if os.path.exists(lp) else []
+                if lrs:
+                    a3 = a2.twinx()
+                    a3.semilogx([int(r["step"]) for r in lrs], [float(r["lr"]) for r in lrs], color="gray", lw=1)
+                    a3.set_ylabel("learning rate (gray)")
+            fig.tight_layout()
+            fig.savefig(os.path.join(run, "learning_curve.png"), dpi=100)
+            plt.close(fig)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
