@@ -64,7 +64,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--baseline", default="b48")
     ap.add_argument("--out", default="results/arch-sweep/README.md")
+    ap.add_argument("--names", action="store_true", help="print the candidates' names (for arch_sweep.sh)")
+    ap.add_argument("--config", metavar="NAME", help="print NAME's config as JSON (for arch_sweep.sh)")
     args = ap.parse_args()
+    if args.names:
+        print(" ".join(CONFIGS))
+        return
+    if args.config:
+        print(json.dumps(CONFIGS[args.config]))
+        return
     rows = {}
     for name, cfg in CONFIGS.items():
         res = f"results/arch-sweep/{name}/results.csv"
@@ -100,8 +108,7 @@ def main():
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     open(args.out, "w").write("\n".join(out) + "\n")
     print("\n".join(out))
-    json.dump({k: {kk: vv for kk, vv in v.items()} for k, v in rows.items()},
-              open(os.path.join(os.path.dirname(args.out), "sweep.json"), "w"), indent=1)
+    json.dump(rows, open(os.path.join(os.path.dirname(args.out), "sweep.json"), "w"), indent=1)
 
 
 if __name__ == "__main__":

@@ -9,22 +9,16 @@
 # train/arch_sweep.py turns them into results/arch-sweep/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-declare -A CFG=(
-  [s32]='{"channels":[32,48,64,96],"blocks":1}'
-  [b48]='{"channels":[48,64,96,128],"blocks":1}'
-  [w64]='{"channels":[64,96,128,160],"blocks":1}'
-  [d2]='{"channels":[48,64,96,128],"blocks":2}'
-  [l5]='{"channels":[48,64,96,128,160],"blocks":1}'
-)
 STEPS=${STEPS:-1500}
 KODAK=${KODAK:-../shared/data/kodak}
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(s32 b48 w64 d2 l5)
+# The candidates and their configs live in train/arch_sweep.py (CONFIGS).
+[ ${#names[@]} -eq 0 ] && read -r -a names <<< "$(python3 train/arch_sweep.py --names)"
 for n in "${names[@]}"; do
   run=train/runs/arch-$n
   if [ ! -f "$run/ema.pt" ] || ! python3 -c "import torch,sys; sys.exit(torch.load('$run/ema.pt')['step'] < $STEPS)"; then
     python3 train/train.py --run "$run" --threads "${THREADS:-1}" --chain-frac 0.5 --steps "$STEPS" \
-      --seed 2 --config "${CFG[$n]}"
+      --seed 2 --config "$(python3 train/arch_sweep.py --config "$n")"
   fi
   python3 train/export.py --ckpt "$run/ema.pt" --out "$run/model.safetensors" --no-parity
   python3 train/evaluate.py --threads 1 --weights "$run/model.safetensors" > "$run/evaluate.txt"
