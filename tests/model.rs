@@ -118,6 +118,11 @@ fn default_model_loads_with_its_id() {
 fn flops_per_pixel_as_train_model_py() {
     // Values printed by train/export.py (flops_per_pixel in train/model.py).
     assert_eq!(UNetConfig::default().flops_per_pixel().round(), 110624.0);
+    let w64 = UNetConfig::from_json(
+        r#"{"blocks":1,"channels":[64,96,128,160],"emb_dim":128,"emb_freqs":16}"#,
+    )
+    .unwrap();
+    assert_eq!(w64.flops_per_pixel().round(), 204872.0);
     let tiny = UNet::from_safetensors_bytes(&tiny_bytes()).unwrap();
     assert_eq!(tiny.config().flops_per_pixel(), 2954.5); // Python rounds half to even: 2954
 }
@@ -226,7 +231,11 @@ fn malformed_weights_are_errors() {
         ),
         (
             "config unknown key",
-            safetensors(&ts, &[("config", r#"{"depth":3}"#)]),
+            safetensors(&ts, &[("config", &cfg.replace("}", ",\"depth\":3}"))]),
+        ),
+        (
+            "config missing key",
+            safetensors(&ts, &[("config", &cfg.replace("\"blocks\":1,", ""))]),
         ),
         (
             "config one frequency",

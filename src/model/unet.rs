@@ -58,14 +58,20 @@ const MAX_BLOCKS: usize = 16;
 const MAX_EMB: usize = 4096;
 
 impl UNetConfig {
-    /// Parse the JSON config of the safetensors metadata; missing keys take the defaults of
-    /// `train/model.py`, unknown keys are refused.
+    /// Parse the JSON config of the safetensors metadata. All four keys are required (a model
+    /// file names its whole architecture, whatever the defaults of this version); unknown keys
+    /// are refused.
     pub fn from_json(text: &str) -> Result<Self> {
         let bad = |m: String| Error::Model(format!("invalid model config {text:?}: {m}"));
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         let obj = v
             .as_object()
             .ok_or_else(|| bad("expected a JSON object".into()))?;
+        for key in ["channels", "blocks", "emb_freqs", "emb_dim"] {
+            if !obj.contains_key(key) {
+                return Err(bad(format!("missing key {key:?}")));
+            }
+        }
         let mut cfg = UNetConfig::default();
         for (key, val) in obj {
             let uint = |v: &serde_json::Value| {
