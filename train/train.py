@@ -126,23 +126,22 @@ def plot_curves(run):
     except ImportError:
         return
     lp = os.path.join(run, "loss.csv")
-    if os.path.exists(lp):
-        rows = last_per_step(csv.DictReader(open(lp)))
-        if rows:
-            s = np.array([int(r["step"]) for r in rows])
-            l = np.array([float(r["loss"]) for r in rows])
-            k = max(1, len(l) // 50)
-            sm = np.convolve(l, np.ones(k) / k, mode="valid")
-            plt.figure(figsize=(6, 4))
-            plt.semilogy(s, l, alpha=0.3, label="loss")
-            plt.semilogy(s[k - 1:], sm, label=f"mean of {k}")
-            plt.xlabel("step")
-            plt.ylabel("v-MSE")
-            plt.legend()
-            plt.grid(alpha=0.3)
-            plt.tight_layout()
-            plt.savefig(os.path.join(run, "loss_curve.png"), dpi=100)
-            plt.close()
+    loss_rows = last_per_step(csv.DictReader(open(lp))) if os.path.exists(lp) else []
+    if loss_rows:
+        s = np.array([int(r["step"]) for r in loss_rows])
+        l = np.array([float(r["loss"]) for r in loss_rows])
+        k = max(1, len(l) // 50)
+        sm = np.convolve(l, np.ones(k) / k, mode="valid")
+        plt.figure(figsize=(6, 4))
+        plt.semilogy(s, l, alpha=0.3, label="loss")
+        plt.semilogy(s[k - 1:], sm, label=f"mean of {k}")
+        plt.xlabel("step")
+        plt.ylabel("v-MSE")
+        plt.legend()
+        plt.grid(alpha=0.3)
+        plt.tight_layout()
+        plt.savefig(os.path.join(run, "loss_curve.png"), dpi=100)
+        plt.close()
     ep = os.path.join(run, "eval.csv")
     if os.path.exists(ep):
         rows = last_per_step(csv.DictReader(open(ep)))
@@ -162,10 +161,10 @@ def plot_curves(run):
                 a2.set_xlabel("step (log scale)")
                 a2.set_ylabel("x0 PSNR at t = 150 (dB)")
                 a2.grid(alpha=0.3, which="both")
-                lrs = last_per_step(csv.DictReader(open(lp))) if os.path.exists(lp) else []
-                if lrs:
+                if loss_rows:
                     a3 = a2.twinx()
-                    a3.semilogx([int(r["step"]) for r in lrs], [float(r["lr"]) for r in lrs], color="gray", lw=1)
+                    a3.semilogx([int(r["step"]) for r in loss_rows], [float(r["lr"]) for r in loss_rows],
+                                color="gray", lw=1)
                     a3.set_ylabel("learning rate (gray)")
             fig.tight_layout()
             fig.savefig(os.path.join(run, "learning_curve.png"), dpi=100)
