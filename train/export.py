@@ -175,7 +175,7 @@ def tiling_check(model: M.UNet, path: str, core: int = 256, halos=(32, 64, 96, 1
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", help="training checkpoint (ema.pt: keys ema, config, step)")
+    ap.add_argument("--ckpt", help="training checkpoint (ema.pt: keys ema, config, step, optional init_step)")
     ap.add_argument("--out", help="safetensors path for the EMA weights of --ckpt")
     ap.add_argument("--parity", help="parity vector path (default: parity.safetensors next to --out)")
     ap.add_argument("--no-parity", action="store_true", help="do not write the parity vector")
@@ -200,11 +200,15 @@ def main():
         st = torch.load(args.ckpt, map_location="cpu", weights_only=False)
         model = M.UNet(st["config"])
         model.load_state_dict(st["ema"])
-        data = model_bytes(model, st.get("step", 0))
+        # A run started from exported weights (train.py --init-weights) counts its steps from 0;
+        # the file's "step" is the total, its own steps plus those of the weights it started from.
+        total = st.get("init_step", 0) + st.get("step", 0)
+        data = model_bytes(model, total)
         model_id = write(args.out, data)
         model = load_safetensors(args.out)  # the parity vector is for exactly the shipped bytes
         describe(model, model_id, args.out, len(data))
-        print(f"  training steps  {st.get('step', 0)}")
+        extra = f" ({st['init_step']} before this run)" if st.get("init_step") else ""
+        print(f"  training steps  {total}{extra}")
         did = True
     elif args.weights:
         with open(args.weights, "rb") as f:

@@ -2,7 +2,9 @@
 
     python train/train.py --run train/runs/main [--data ../shared/data/train] [--threads 2]
 
-Resumes exactly from <run>/resume.pt when it exists. Writes <run>/loss.csv (every logged
+Resumes exactly from <run>/resume.pt when it exists. A new run can start from exported weights
+(--init-weights models/default.safetensors: model and EMA, with a fresh optimiser; give it a
+short --warmup). Writes <run>/loss.csv (every logged
 step), <run>/eval.csv (x0 PSNR on fixed Kodak crops, the learning curve), <run>/ema.pt
 (EMA weights for export) and the plots loss_curve.png / learning_curve.png.
 Uses CUDA when PyTorch sees a GPU; the same script runs unchanged there.
@@ -79,8 +81,8 @@ def sample_batch(imgs, n, size, gen):
 
 
 def join_parts(path):
-    """A committed run state is split into files under 16 MB (resume.pt.part00, part01, ...,
-    made with `split -b 15M -d resume.pt resume.pt.part`); join them when resume.pt is absent."""
+    """Older commits hold run states split into files under 16 MB (resume.pt.part00, part01, ...);
+    join them when resume.pt is absent. New run states are not committed (train/README.md)."""
     d, base = os.path.split(path)
     parts = sorted(f for f in os.listdir(d or ".") if f.startswith(base + ".part")) if os.path.isdir(d or ".") else []
     if os.path.exists(path) or not parts:
@@ -157,7 +159,9 @@ def plot_curves(run):
             a1.legend()
             a1.grid(alpha=0.3)
             if "psnr_t150" in rows[0]:
-                a2.semilogx(s, [float(r["psnr_t150"]) for r in rows], marker=".", color="C2", label="t150")
+                pos = [r for r in rows if int(r["step"]) > 0]  # a run from exported weights logs step 0
+                a2.semilogx([int(r["step"]) for r in pos], [float(r["psnr_t150"]) for r in pos], marker=".",
+                            color="C2", label="t150")
                 a2.set_xlabel("step (log scale)")
                 a2.set_ylabel("x0 PSNR at t = 150 (dB)")
                 a2.grid(alpha=0.3, which="both")
@@ -194,6 +198,10 @@ def main():
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--config", default="", help="JSON dict overriding the model config")
+    ap.add_argument("--init-weights", default=None,
+                    help="exported safetensors (e.g. models/default.safetensors) to start a new run from: "
+                         "loaded into the model and the EMA, with a fresh optimiser; the step count starts "
+                         "at 0 (so --warmup and --decay-* count from here). Ignored when resume.pt exists")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -204,7 +212,24 @@ def main():
 
     import json
     config = json.loads(args.config) if args.config else None
+    init_sd, init_step, init_from = None, 0, None
+    if args.init_weights:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+        with safe_open(args.init_weights, "pt") as f:
+            meta = f.metadata() or {}
+        file_config = json.loads(meta["config"])
+        if config is not None and UNet(config).config != UNet(file_config).config:
+            raise SystemExit(f"--config {config} != the config of {args.init_weights}: {file_config}")
+        config = file_config
+        if not os.path.exists(resume_path):
+            init_sd = load_file(args.init_weights)
+            init_step = int(meta.get("step", 0))
+            init_from = args.init_weights
     model = UNet(config).to(dev)
+    if init_sd is not None:
+        model.load_state_dict(init_sd)  # exported names are the state-dict keys (export.py)
+        print(f"initialised model and EMA from {args.init_weights} (trained {init_step} steps)", flush=True)
     ema = UNet(model.config).to(dev)
     ema.load_state_dict(model.state_dict())
     for p in ema.parameters():
@@ -221,6 +246,8 @@ def main():
         gen.set_state(st["gen"])
         step = st["step"]
         elapsed = st.get("elapsed", 0.0)
+        init_step = st.get("init_step", 0)
+        init_from = st.get("init_from")
         if st["config"] != model.config:
             raise SystemExit(f"resume config {st['config']} != {model.config}")
         print(f"resumed at step {step}", flush=True)
@@ -233,9 +260,10 @@ def main():
 
     def save():
         atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                     "gen": gen.get_state(), "step": step, "elapsed": elapsed, "config": model.config},
-                    resume_path)
-        atomic_save({"ema": ema.state_dict(), "config": model.config, "step": step}, os.path.join(args.run, "ema.pt"))
+                     "gen": gen.get_state(), "step": step, "elapsed": elapsed, "config": model.config,
+                     "init_step": init_step, "init_from": init_from}, resume_path)
+        atomic_save({"ema": ema.state_dict(), "config": model.config, "step": step, "init_step": init_step},
+                    os.path.join(args.run, "ema.pt"))
 
     loss_f = open(os.path.join(args.run, "loss.csv"), "a")
     if loss_f.tell() == 0:
@@ -245,6 +273,20 @@ def main():
     start_elapsed = elapsed
     start_step = step
     acc = []
+
+    def evaluate_ema():
+        row = evaluate.psnr_row(ema, eval_set, dev, ts=(10, 50, 150, 600))
+        ep = os.path.join(args.run, "eval.csv")
+        new = not os.path.exists(ep)
+        with open(ep, "a") as f:
+            if new:
+                f.write("step,elapsed_s," + ",".join(row.keys()) + "\n")
+            f.write(f"{step},{elapsed:.1f}," + ",".join(f"{v:.4f}" for v in row.values()) + "\n")
+        print("eval", step, row, flush=True)
+        plot_curves(args.run)
+
+    if eval_set is not None and init_sd is not None and step == 0:
+        evaluate_ema()  # the starting point of a run from exported weights
     while step < args.steps and (elapsed - start_elapsed) < args.minutes * 60:
         lr = lr_at(step, args)
         for g in opt.param_groups:
@@ -265,7 +307,8 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        d = min(args.ema, (1 + step) / (10 + step))
+        # The EMA warms up from a random start; started from trained weights it is warm already.
+        d = args.ema if init_from else min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.mul_(d).add_(pm.detach(), alpha=1 - d)
@@ -282,15 +325,7 @@ def main():
             print(f"step {step} loss {a[:,0].mean():.5f} ({elapsed/60:.1f} min, {rate:.2f} steps/s)", flush=True)
             acc = []
         if eval_set is not None and step % args.eval_every == 0:
-            row = evaluate.psnr_row(ema, eval_set, dev, ts=(10, 50, 150, 600))
-            ep = os.path.join(args.run, "eval.csv")
-            new = not os.path.exists(ep)
-            with open(ep, "a") as f:
-                if new:
-                    f.write("step,elapsed_s," + ",".join(row.keys()) + "\n")
-                f.write(f"{step},{elapsed:.1f}," + ",".join(f"{v:.4f}" for v in row.values()) + "\n")
-            print("eval", step, row, flush=True)
-            plot_curves(args.run)
+            evaluate_ema()
         if time.time() - last_ckpt > args.ckpt_minutes * 60:
             save()
             last_ckpt = time.time()
