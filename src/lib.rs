@@ -12,7 +12,9 @@
 //! 3. [`entropy`]: the only module that touches constriction: integer probability tables
 //!    indexed by (scale index, dither level, K), side-information models, bit counting.
 //! 4. [`format`]: the container: signature, version, chunks with length and CRC-32, header.
-//! 5. [`codec`]: the encoder and the progressive decoder.
+//!    The step-coder layer (crate-private `step`) codes one diffusion step: kind 1, UQ in the
+//!    pixel domain; kind 2, UQ in a colour + DCT transform domain.
+//! 5. [`codec`]: the encoder's chain and the progressive decoder.
 //! 6. [`bench`]: rate-distortion measurement against classic codecs.
 
 pub mod bench;
@@ -22,5 +24,6 @@ pub mod entropy;
 pub mod error;
 pub mod format;
 pub mod model;
+pub(crate) mod step;
 
 pub use error::{Error, Result};

@@ -195,3 +195,91 @@ fn thread_count_does_not_change_files() {
     }
     assert!(outs[0] == outs[1]);
 }
+
+/// Run `ddpmc args` with a 4 KiB tmpfs mounted at `mnt` (a private mount namespace of an
+/// unprivileged user namespace); `setup` runs first inside it. None where the system does not
+/// allow such namespaces.
+fn on_full_disk(mnt: &Path, setup: &str, args: &[&str]) -> Option<(Output, String)> {
+    let probe = Command::new("unshare")
+        .args(["-rm", "sh", "-c"])
+        .arg(format!("mount -t tmpfs -o size=4k tmpfs {}", s(mnt)))
+        .output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!("skipped: unshare -rm with a tmpfs mount is not allowed here");
+        return None;
+    }
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!(
+        "mount -t tmpfs -o size=4k tmpfs {m} && {setup} && {bin} {cmd}; rc=$?; ls -a {m}; cat {m}/out.png 2>/dev/null; exit $rc",
+        m = s(mnt),
+        bin = env!("CARGO_BIN_EXE_ddpmc"),
+        cmd = quoted.join(" ")
+    );
+    let o = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .current_dir(root())
+        .output()
+        .expect("run unshare");
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    Some((o, listing))
+}
+
+#[test]
+fn full_disk_fails_and_keeps_the_old_output() {
+    let coded = tmp("full.ddpmc");
+    ok(&[
+        "encode",
+        "samples/kodim23_crop.png",
+        "-o",
+        s(&coded),
+        "--model",
+        TINY,
+        "--force",
+        "--quiet",
+    ]);
+    let mnt = tmp("fullmnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let out = format!("{}/out.png", s(&mnt));
+    // A fresh output on a full disk: an error, and no file at all.
+    let Some((o, ls)) = on_full_disk(
+        &mnt,
+        "true",
+        &["decode", s(&coded), "-o", &out, "--model", TINY],
+    ) else {
+        return;
+    };
+    assert!(!o.status.success(), "decode onto a full disk succeeded");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("No space left") && err.contains("out.png"),
+        "{err}"
+    );
+    assert!(!ls.contains("out.png") && !ls.contains(".tmp"), "{ls}");
+    // --force over a good file: an error, and the old file unchanged.
+    let (o, ls) = on_full_disk(
+        &mnt,
+        &format!("printf old > {out}"),
+        &["decode", s(&coded), "-o", &out, "--model", TINY, "--force"],
+    )
+    .unwrap();
+    assert!(!o.status.success());
+    assert!(ls.contains("out.png") && !ls.contains(".tmp"), "{ls}");
+    assert!(ls.ends_with("old"), "the old output was replaced: {ls}");
+    // Frames onto a full disk fail too.
+    let (o, _) = on_full_disk(
+        &mnt,
+        "true",
+        &[
+            "decode",
+            s(&coded),
+            "-o",
+            "/dev/null/never.png",
+            "--frames",
+            s(&mnt),
+            "--model",
+            TINY,
+        ],
+    )
+    .unwrap();
+    assert!(!o.status.success());
+}

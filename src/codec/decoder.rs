@@ -5,12 +5,12 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-use super::step::{self, Geometry};
 use super::{lossless, Recon};
 use crate::diffusion::{start_latent, StepCoeffs};
-use crate::entropy::{hex, RangeReader, TableCache};
+use crate::entropy::{hex, RangeReader};
 use crate::format::{self, kind, Header, LossChunk, StepChunk};
 use crate::model::Denoiser;
+use crate::step::{self, Geometry, StepInput};
 use crate::{Error, Result};
 
 /// A progressive decoder: push bytes as they arrive; each complete STEP chunk advances the
@@ -20,6 +20,7 @@ pub struct Decoder<'m> {
     buf: Vec<u8>,
     consumed: usize,
     preamble_ok: bool,
+    major: u8,
     header: Option<Header>,
     g: Option<Geometry>,
     z: Vec<f32>,
@@ -30,6 +31,7 @@ pub struct Decoder<'m> {
     finished: bool,
     max_steps: Option<usize>,
     skipped: usize,
+    symbol_digest: Option<Sha256>,
 }
 
 impl<'m> Decoder<'m> {
@@ -40,6 +42,7 @@ impl<'m> Decoder<'m> {
             buf: Vec::new(),
             consumed: 0,
             preamble_ok: false,
+            major: 0,
             header: None,
             g: None,
             z: Vec::new(),
@@ -50,6 +53,7 @@ impl<'m> Decoder<'m> {
             finished: false,
             max_steps: None,
             skipped: 0,
+            symbol_digest: None,
         }
     }
 
@@ -69,7 +73,7 @@ impl<'m> Decoder<'m> {
                 }
                 return Ok(self.steps_done);
             }
-            format::check_preamble(&self.buf)?;
+            self.major = format::check_preamble(&self.buf)?;
             self.buf.drain(..format::PREAMBLE_LEN);
             self.consumed += format::PREAMBLE_LEN;
             self.preamble_ok = true;
@@ -137,6 +141,14 @@ impl<'m> Decoder<'m> {
             }
             kind::STEP => {
                 let c = StepChunk::parse(payload)?;
+                let coder = step::coder(c.coder)?;
+                if self.major < 2 && c.coder != 1 {
+                    return Err(Error::format(format!(
+                        "step coder kind {} in a version-{} file (version 1 has kind 1 only)",
+                        c.coder, self.major
+                    )));
+                }
+                coder.describe(&c.body)?;
                 let total = self.steps_total().unwrap_or(0);
                 if usize::from(c.index) != self.steps_done + self.skipped {
                     return Err(Error::format(format!(
@@ -213,25 +225,28 @@ impl<'m> Decoder<'m> {
         let (h, g) = self.geometry()?;
         let n = self.steps_done;
         let (pt, ps) = (h.schedule[n], h.schedule[n + 1]);
-        let seed = h.seed;
+        let levels = step::dither_levels(h.seed, n, &g);
         let co = StepCoeffs::new(pt.abar, ps.abar);
-        let b = usize::from(c.block);
-        let (nby, nbx) = g.blocks(b);
-        let levels = step::dither_levels(seed, n, &g);
-        let cache = TableCache::new(u32::from(c.k_max));
-        let mut r = RangeReader::new(c.words.clone())?;
-        let (loc, scale) = step::read_side(&mut r, n == 0, nby, nbx)?;
-        let k = step::read_symbols(&mut r, &cache, &scale, &levels, &g, b)?;
-        let z = match loc {
-            Some(loc) => {
-                let xh = step::thumbnail_xhat(&loc, b, &g);
-                step::next_latent(&self.z, &xh, &k, &levels, &co)
-            }
-            None => {
-                let xh = self.current_xhat()?;
-                step::next_latent(&self.z, xh, &k, &levels, &co)
-            }
+        let coder = step::coder(c.coder)?;
+        let xhat = if n > 0 {
+            Some(self.current_xhat()?)
+        } else {
+            None
         };
+        let inp = StepInput {
+            g,
+            n,
+            co,
+            z: &self.z,
+            xhat,
+            levels: &levels,
+        };
+        let (z, k) = coder.decode(&inp, &c.body)?;
+        if let Some(h) = self.symbol_digest.as_mut() {
+            for v in &k {
+                h.update(v.to_le_bytes());
+            }
+        }
         self.z = z;
         self.xhat = OnceLock::new();
         self.steps_done += 1;
@@ -253,6 +268,21 @@ impl<'m> Decoder<'m> {
         }
         self.pixels = Some(pix);
         Ok(())
+    }
+
+    /// Keep a SHA-256 of every decoded symbol (for checks of invariant D: a decoder whose
+    /// network differs must decode the same symbols). Call before the first push.
+    #[doc(hidden)]
+    pub fn track_symbols(&mut self) {
+        self.symbol_digest = Some(Sha256::new());
+    }
+
+    /// The SHA-256 of the symbols decoded so far, if [`Decoder::track_symbols`] was called.
+    #[doc(hidden)]
+    pub fn symbol_digest(&self) -> Option<[u8; 32]> {
+        self.symbol_digest
+            .as_ref()
+            .map(|h| h.clone().finalize().into())
     }
 
     /// Steps completed so far.

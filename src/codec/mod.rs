@@ -13,7 +13,6 @@
 mod decoder;
 mod encoder;
 mod lossless;
-mod step;
 
 pub use decoder::Decoder;
 
@@ -22,8 +21,8 @@ use image::{DynamicImage, GenericImageView};
 use crate::diffusion::{abar_table, logsnr, normal, SchedulePoint, StepCoeffs, LADDER};
 use crate::format::{self, kind, Colour, Header, StepChunk};
 use crate::model::Denoiser;
+use crate::step::{self, Geometry};
 use crate::{Error, Result};
-use step::Geometry;
 
 /// Encoder options.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +36,9 @@ pub struct EncodeOptions {
     pub lossless: bool,
     /// Seed of the shared PRNG.
     pub seed: u64,
+    /// Step coder kinds the encoder may choose from, per step by real size (SPEC §6.2);
+    /// empty: every kind this build knows.
+    pub coders: Vec<u8>,
 }
 
 impl Default for EncodeOptions {
@@ -46,6 +48,7 @@ impl Default for EncodeOptions {
             bpp: None,
             lossless: false,
             seed: 0,
+            coders: Vec::new(),
         }
     }
 }
@@ -69,7 +72,9 @@ pub struct StepReport {
     pub t_start: f64,
     /// End timestep.
     pub t_end: f64,
-    /// Block size chosen.
+    /// Step coder kind chosen (SPEC §6.2).
+    pub coder: u8,
+    /// Block (kind 1) or tile (kind 2) size chosen.
     pub block: usize,
     /// Symbol half-width K.
     pub k_max: u32,
@@ -79,9 +84,10 @@ pub struct StepReport {
     pub ideal_bits: f64,
     /// Ideal code length of the side information alone.
     pub side_bits: f64,
-    /// (channel, block) pairs skipped (scale index 0).
+    /// Side-information units skipped (scale index 0): (channel, block) pairs of kind 1,
+    /// (component, band group, region) of kind 2.
     pub skipped_blocks: usize,
-    /// (channel, block) pairs in total.
+    /// Side-information units in total.
     pub blocks: usize,
 }
 
@@ -330,12 +336,17 @@ pub fn encode_with_report(
             format::limits::MAX_PIXELS
         )));
     }
+    let chain = encoder::ChainOpts {
+        lossless: opts.lossless,
+        seed: opts.seed,
+        coders: &opts.coders,
+    };
     let (enc, lambda) = match opts.bpp {
         None => {
             let s = preset_schedule(opts.quality)?;
             let l = s.last().map_or(0.0, |p| p.logsnr);
             (
-                encoder::encode_schedule(&data, model, &s, opts.lossless, opts.seed, progress)?,
+                encoder::encode_schedule(&data, model, &s, &chain, progress)?,
                 l,
             )
         }
@@ -349,7 +360,7 @@ pub fn encode_with_report(
                 ));
             }
             let target = (b * (data.width * data.height) as f64 / 8.0).floor() as usize;
-            rate_control(&data, model, target, opts.seed, progress)?
+            rate_control(&data, model, target, &chain, progress)?
         }
     };
     let report = EncodeReport {
@@ -368,12 +379,12 @@ fn rate_control(
     data: &ImageData,
     model: &dyn Denoiser,
     target: usize,
-    seed: u64,
+    chain: &encoder::ChainOpts,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(encoder::Encoded, f64)> {
     let tab = abar_table();
     let full = preset_schedule(6)?;
-    let enc = encoder::encode_resumable(data, model, &full, false, seed, progress, None, true)?;
+    let enc = encoder::encode_resumable(data, model, &full, chain, progress, None, true)?;
     // Size of preset q = preamble + HEAD with q + 1 points + first q STEP chunks + END.
     let head_full = 12 + Header::fixed_len() + 24 * full.len();
     let mut fits = 0;
@@ -396,7 +407,7 @@ fn rate_control(
     let snap = &enc.snapshots[q - 1];
     let run = |l: f64, progress: &mut dyn FnMut(usize, usize)| {
         let s = schedule_to(q, l);
-        encoder::encode_resumable(data, model, &s, false, seed, progress, Some(snap), false)
+        encoder::encode_resumable(data, model, &s, chain, progress, Some(snap), false)
     };
     let mut best = if fits == 0 {
         let e = run(lo, progress)?;
@@ -413,8 +424,7 @@ fn rate_control(
             data,
             model,
             &full[..=q],
-            false,
-            seed,
+            chain,
             progress,
             Some(snap),
             false,
@@ -517,8 +527,8 @@ pub struct ChunkInfo {
     pub offset: usize,
     /// Total bytes (12 + payload).
     pub len: usize,
-    /// For STEP chunks: block size and K.
-    pub step: Option<(u16, u16)>,
+    /// For STEP chunks: coder kind, block (or tile) size and K.
+    pub step: Option<(u8, u16, u16)>,
 }
 
 /// What a file holds, without decoding (for `ddpmc info` and benchmarks).
@@ -545,26 +555,73 @@ impl FileInfo {
     }
 }
 
-/// Read the header and chunk table of a file (checks signature, CRCs and the header).
+/// Read the header and chunk table of a file. Checks the signature, the CRCs, the header,
+/// every STEP body's fixed fields and the chunk order of SPEC §3.3 (as the decoder does).
 pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
-    format::check_preamble(bytes)?;
+    let major = format::check_preamble(bytes)?;
     let mut pos = format::PREAMBLE_LEN;
-    let mut header = None;
+    let mut header: Option<Header> = None;
     let mut chunks = Vec::new();
     let mut complete = false;
+    let mut steps = 0usize;
+    let mut loss = false;
     while let Some(c) = format::read_chunk(&bytes[pos..])? {
+        let name = String::from_utf8_lossy(&c.kind).into_owned();
+        if header.is_none() && c.kind != kind::HEAD && format::is_critical(c.kind) {
+            return Err(Error::format(format!(
+                "chunk {name:?} before the header (the first critical chunk must be HEAD)"
+            )));
+        }
+        let total = header.as_ref().map_or(0, Header::steps);
         let mut step = None;
         match c.kind {
-            kind::HEAD => header = Some(Header::parse(c.payload)?),
+            kind::HEAD => {
+                if header.is_some() {
+                    return Err(Error::format("second HEAD chunk"));
+                }
+                header = Some(Header::parse(c.payload)?);
+            }
             kind::STEP => {
                 let s = StepChunk::parse(c.payload)?;
-                step = Some((s.block, s.k_max));
+                if usize::from(s.index) != steps || steps >= total || loss {
+                    return Err(Error::format(format!(
+                        "STEP chunk with index {} (expected {steps} of the header's {total} steps, before LOSS)",
+                        s.index
+                    )));
+                }
+                if major < 2 && s.coder != 1 {
+                    return Err(Error::format(format!(
+                        "step coder kind {} in a version-{major} file (version 1 has kind 1 only)",
+                        s.coder
+                    )));
+                }
+                let b = step::coder(s.coder)?.describe(&s.body)?;
+                step = Some((s.coder, b.block, b.k_max));
+                steps += 1;
             }
-            kind::END => complete = true,
+            kind::LOSS => {
+                if steps != total || loss {
+                    return Err(Error::format(
+                        "LOSS chunk out of place (it must follow the last STEP, once)",
+                    ));
+                }
+                loss = true;
+            }
+            kind::END => {
+                if steps != total {
+                    return Err(Error::format(format!("END after {steps} of {total} steps")));
+                }
+                complete = true;
+            }
+            k if format::is_critical(k) => {
+                return Err(Error::format(format!(
+                    "unknown critical chunk {name:?} (this decoder knows HEAD, STEP, LOSS, END)"
+                )))
+            }
             _ => {}
         }
         chunks.push(ChunkInfo {
-            kind: String::from_utf8_lossy(&c.kind).into_owned(),
+            kind: name,
             offset: pos,
             len: c.len,
             step,
@@ -584,11 +641,13 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
 }
 
 /// Encode along an explicit schedule (entry 0 = the start point, t = 1000), seed 0, no
-/// lossless chunk; returns the bytes and per-step reports. For experiments and tests.
+/// lossless chunk, with the step coder kinds `coders` (empty: all); returns the bytes and
+/// per-step reports. For experiments and tests.
 pub fn encode_with_schedule(
     img: &DynamicImage,
     model: &dyn Denoiser,
     schedule: &[SchedulePoint],
+    coders: &[u8],
 ) -> Result<(Vec<u8>, Vec<StepReport>)> {
     if schedule.len() < 2 || schedule.len() > format::limits::MAX_STEPS + 1 {
         return Err(Error::param(format!(
@@ -606,6 +665,11 @@ pub fn encode_with_schedule(
         }
     }
     let data = ImageData::from_dynamic(img)?;
-    let e = encoder::encode_schedule(&data, model, schedule, false, 0, &mut |_, _| {})?;
+    let chain = encoder::ChainOpts {
+        lossless: false,
+        seed: 0,
+        coders,
+    };
+    let e = encoder::encode_schedule(&data, model, schedule, &chain, &mut |_, _| {})?;
     Ok((e.bytes, e.steps))
 }

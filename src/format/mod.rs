@@ -9,8 +9,11 @@ use crate::{Error, Result};
 
 /// File signature (SPEC §2).
 pub const SIGNATURE: [u8; 8] = [0x8B, b'D', b'D', b'P', b'M', b'C', 0x0D, 0x0A];
-/// Format major version; files with another major version are refused.
-pub const VERSION_MAJOR: u8 = 1;
+/// Format major version written; files with a major version outside
+/// [`OLDEST_MAJOR`]..=[`VERSION_MAJOR`] are refused.
+pub const VERSION_MAJOR: u8 = 2;
+/// Oldest major version read (version 1 files hold only coder kind 1).
+pub const OLDEST_MAJOR: u8 = 1;
 /// Format minor version; higher minor versions are read (they only add ancillary chunks).
 pub const VERSION_MINOR: u8 = 0;
 /// Bytes before the first chunk: signature + major + minor.
@@ -68,8 +71,9 @@ pub fn write_preamble(out: &mut Vec<u8>) {
     out.push(VERSION_MINOR);
 }
 
-/// Check the preamble at the start of `buf` (at least [`PREAMBLE_LEN`] bytes).
-pub fn check_preamble(buf: &[u8]) -> Result<()> {
+/// Check the preamble at the start of `buf` (at least [`PREAMBLE_LEN`] bytes); returns the
+/// major version.
+pub fn check_preamble(buf: &[u8]) -> Result<u8> {
     if buf.len() < PREAMBLE_LEN {
         return Err(Error::format(format!(
             "file too short: {} bytes (a ddpmc file starts with {PREAMBLE_LEN} bytes of signature and version)",
@@ -79,13 +83,13 @@ pub fn check_preamble(buf: &[u8]) -> Result<()> {
     if buf[..8] != SIGNATURE {
         return Err(Error::format("not a ddpmc file (signature mismatch)"));
     }
-    if buf[8] != VERSION_MAJOR {
+    if !(OLDEST_MAJOR..=VERSION_MAJOR).contains(&buf[8]) {
         return Err(Error::format(format!(
-            "unsupported format major version {} (this decoder reads {VERSION_MAJOR})",
+            "unsupported format major version {} (this decoder reads {OLDEST_MAJOR}..={VERSION_MAJOR})",
             buf[8]
         )));
     }
-    Ok(())
+    Ok(buf[8])
 }
 
 /// One chunk as read from a buffer.
@@ -381,73 +385,37 @@ impl Header {
     }
 }
 
-/// Step coder kinds (SPEC §6.2).
-pub mod coder {
-    /// Universal quantization, logistic symbol model, forward-adapted block scales.
-    pub const UQ_LOGISTIC: u8 = 1;
-}
-
-/// A STEP chunk's payload (SPEC §4.3).
+/// A STEP chunk's payload (SPEC §4.3): the step index, the coder kind and the coder's body,
+/// which the step-coder layer parses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepChunk {
     /// Step index, 0-based; must be the next step.
     pub index: u8,
-    /// Coder kind ([`coder`]).
+    /// Coder kind (SPEC §6.2).
     pub coder: u8,
-    /// Block size in pixels.
-    pub block: u16,
-    /// Symbol support half-width K.
-    pub k_max: u16,
-    /// Range-coded words (side information, then symbols).
-    pub words: Vec<u32>,
+    /// The coder's body.
+    pub body: Vec<u8>,
 }
 
 impl StepChunk {
     /// Serialise.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut o = vec![self.index, self.coder];
-        o.extend_from_slice(&self.block.to_le_bytes());
-        o.extend_from_slice(&self.k_max.to_le_bytes());
-        o.extend_from_slice(&(self.words.len() as u32).to_le_bytes());
-        for w in &self.words {
-            o.extend_from_slice(&w.to_le_bytes());
-        }
+        let mut o = Vec::with_capacity(2 + self.body.len());
+        o.push(self.index);
+        o.push(self.coder);
+        o.extend_from_slice(&self.body);
         o
     }
 
-    /// Parse and validate.
+    /// Parse the index and kind; the body is checked by its coder.
     pub fn parse(payload: &[u8]) -> Result<StepChunk> {
         let mut r = Reader::new(payload, "STEP");
         let index = r.u8()?;
         let coder = r.u8()?;
-        if coder != coder::UQ_LOGISTIC {
-            return Err(Error::format(format!(
-                "step coder kind {coder} (this decoder knows 1 = UQ logistic)"
-            )));
-        }
-        let block = r.u16()?;
-        if !limits::BLOCK_SIZES.contains(&block) {
-            return Err(Error::format(format!(
-                "block size {block} (allowed {:?})",
-                limits::BLOCK_SIZES
-            )));
-        }
-        let k_max = r.u16()?;
-        if k_max == 0 || u32::from(k_max) > crate::entropy::K_MAX {
-            return Err(Error::Limits(format!(
-                "symbol half-width K {k_max} (allowed 1..={})",
-                crate::entropy::K_MAX
-            )));
-        }
-        let n = r.u32()?;
-        let words = r.words(n)?;
-        r.done()?;
         Ok(StepChunk {
             index,
             coder,
-            block,
-            k_max,
-            words,
+            body: payload[2..].to_vec(),
         })
     }
 }

@@ -51,6 +51,8 @@ impl Denoiser for Analytic {
 }
 
 /// Wraps a denoiser and adds `eps` to every output value.
+/// The inner network with every output moved by a relative `eps` of alternating sign plus
+/// an absolute `eps / 10` (enough to move every latent).
 pub struct Perturbed<'a> {
     pub inner: &'a dyn Denoiser,
     pub eps: f32,
@@ -59,8 +61,13 @@ pub struct Perturbed<'a> {
 impl Denoiser for Perturbed<'_> {
     fn predict_x0(&self, z: &[f32], h: usize, w: usize, abar: f64, l: f64) -> Result<Vec<f32>> {
         let mut v = self.inner.predict_x0(z, h, w, abar, l)?;
-        for a in &mut v {
-            *a += self.eps;
+        for (i, a) in v.iter_mut().enumerate() {
+            let s = if (i * 2_654_435_761) % 7 < 3 {
+                -1.0
+            } else {
+                1.0
+            };
+            *a = *a * (1.0 + s * self.eps) + 0.1 * self.eps;
         }
         Ok(v)
     }

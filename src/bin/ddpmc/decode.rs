@@ -90,7 +90,8 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             while frames_written < d.steps_done() {
                 frames_written += 1;
                 let f = dir.join(format!("step_{frames_written:02}.png"));
-                d.image(recon)?.save(&f)?;
+                let png = crate::image_bytes(&d.image(recon)?, image::ImageFormat::Png)?;
+                crate::write_atomic(&f, &png)?;
             }
         }
     }
@@ -122,7 +123,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         );
     }
     let img = d.image(recon)?;
-    crate::write_atomic(&out, |tmp| Ok(img.save_with_format(tmp, format)?))?;
+    crate::write_atomic(&out, &crate::image_bytes(&img, format)?)?;
     if !a.quiet {
         eprintln!(
             "{} -> {}: {}x{}, {} of {total} steps{}",

@@ -28,6 +28,10 @@ pub struct Args {
     /// Seed of the shared randomness (dither and starting noise).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Step coders the encoder may choose from, per step by real size (comma-separated
+    /// kinds: 1 = UQ in the pixel domain, 2 = UQ in a colour + DCT domain) [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=2))]
+    coders: Vec<u8>,
     /// Overwrite the output file if it exists.
     #[arg(short, long)]
     force: bool,
@@ -50,6 +54,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         bpp: a.bpp,
         lossless: a.lossless,
         seed: a.seed,
+        coders: a.coders.clone(),
     };
     let bar = (!a.quiet).then(|| crate::bar(0, "encoding"));
     let mut progress = |done: usize, total: usize| {
@@ -65,7 +70,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     for n in &rep.notices {
         eprintln!("notice: {n}");
     }
-    crate::write_atomic(&out, |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
+    crate::write_atomic(&out, &bytes)?;
     if !a.quiet {
         let px = f64::from(img.width()) * f64::from(img.height());
         eprintln!(

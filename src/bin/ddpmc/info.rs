@@ -31,7 +31,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         .filter(|c| c.kind == "STEP")
         .enumerate()
         .map(|(i, c)| {
-            let (block, k) = c.step.unwrap_or((0, 0));
+            let (coder, block, k) = c.step.unwrap_or((0, 0, 0));
             serde_json::json!({
                 "step": i + 1,
                 "t_from": h.schedule[i].t,
@@ -39,6 +39,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
                 "abar_to": h.schedule[i + 1].abar,
                 "logsnr_to": h.schedule[i + 1].logsnr,
                 "bytes": c.len,
+                "coder": coder,
                 "block": block,
                 "k": k,
                 "cumulative_bytes": c.offset + c.len,
@@ -83,14 +84,15 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             " (truncated: no END chunk)"
         }
     );
-    println!("  step  t from -> to     log-SNR   block   K     bytes   cum. bpp");
+    println!("  step  t from -> to     log-SNR   coder  block     K     bytes   cum. bpp");
     for s in &steps {
         println!(
-            "  {:>4}  {:>6.1} -> {:<6.1}  {:>7.3}  {:>5}  {:>3}  {:>8}  {:>8.4}",
+            "  {:>4}  {:>6.1} -> {:<6.1}  {:>7.3}  {:>5}  {:>5}  {:>4}  {:>8}  {:>8.4}",
             s["step"].as_u64().unwrap_or(0),
             s["t_from"].as_f64().unwrap_or(0.0),
             s["t_to"].as_f64().unwrap_or(0.0),
             s["logsnr_to"].as_f64().unwrap_or(0.0),
+            s["coder"].as_u64().unwrap_or(0),
             s["block"].as_u64().unwrap_or(0),
             s["k"].as_u64().unwrap_or(0),
             s["bytes"].as_u64().unwrap_or(0),

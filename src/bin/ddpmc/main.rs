@@ -43,28 +43,46 @@ pub(crate) fn load_model(path: Option<&Path>) -> ddpmc::Result<Box<dyn Denoiser>
     })
 }
 
-/// Write `bytes` to `out` through a temporary file in the same folder and a rename, so that a
-/// failure never leaves a partial output file.
-pub(crate) fn write_atomic(
-    out: &Path,
-    write: impl FnOnce(&Path) -> ddpmc::Result<()>,
-) -> ddpmc::Result<()> {
+/// Write `bytes` to `out` through a temporary file in the same folder, flushed to the disk
+/// (`sync_all`) and then renamed over `out`, so that a failure (a full disk, a dropped
+/// connection) never leaves a partial or empty output file nor replaces a good one. Every
+/// error names the path.
+pub(crate) fn write_atomic(out: &Path, bytes: &[u8]) -> ddpmc::Result<()> {
+    use std::io::Write;
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let ext = out
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_default();
-    let tmp: PathBuf = out.with_file_name(format!(".{name}.{}.tmp{ext}", std::process::id()));
-    match write(&tmp).and_then(|()| std::fs::rename(&tmp, out).map_err(Into::into)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+    let tmp: PathBuf = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        ddpmc::Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{what} {}: {e}", p.display()),
+        ))
+    };
+    let r = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| io("cannot write", &tmp, e))?;
+        f.sync_all().map_err(|e| io("cannot write", &tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, out).map_err(|e| io("cannot rename onto", out, e))
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
+    r
+}
+
+/// Encode `img` as `format` in memory (the image crate's file savers drop the error of their
+/// last flush; encoding to memory and writing with [`write_atomic`] loses nothing).
+pub(crate) fn image_bytes(
+    img: &image::DynamicImage,
+    format: image::ImageFormat,
+) -> ddpmc::Result<Vec<u8>> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, format)?;
+    Ok(buf.into_inner())
 }
 
 /// Refuse to overwrite `out` unless `force`.

@@ -1,0 +1,192 @@
+//! Stage 4: the step-coder layer (SPEC §6): one trait for every way of coding one diffusion
+//! step t -> s, the registry of coders by kind, and what all coders share (geometry, dither
+//! levels, the network estimate's clipping).
+//!
+//! A coder sees the step from both sides: on the encoder side it makes its choices on real
+//! code lengths and writes the STEP body; on the decoder side it reads the body and moves the
+//! latent. The chain (which step, which network call, which chunk) lives in `codec`; a new
+//! coder touches only its own file, [`CODERS`] and the spec.
+
+pub(crate) mod tuq;
+pub(crate) mod uq;
+
+use rayon::prelude::*;
+
+use crate::diffusion::{dither_level, StepCoeffs};
+use crate::{Error, Result};
+
+/// Image and padded latent sizes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub h: usize,
+    pub w: usize,
+    pub ph: usize,
+    pub pw: usize,
+}
+
+impl Geometry {
+    pub fn idx(&self, c: usize, y: usize, x: usize) -> usize {
+        (c * self.ph + y) * self.pw + x
+    }
+    pub fn len(&self) -> usize {
+        3 * self.ph * self.pw
+    }
+    /// Blocks (rows, columns) of size `b` over the unpadded image (SPEC §6.3).
+    pub fn blocks(&self, b: usize) -> (usize, usize) {
+        (self.h.div_ceil(b), self.w.div_ceil(b))
+    }
+    /// Unpadded pixel ranges of block (by, bx).
+    pub fn block_rect(&self, b: usize, by: usize, bx: usize) -> (usize, usize, usize, usize) {
+        (
+            by * b,
+            ((by + 1) * b).min(self.h),
+            bx * b,
+            ((bx + 1) * b).min(self.w),
+        )
+    }
+}
+
+/// Dither levels of step `n` for every element of the padded latent (SPEC §5.1).
+pub(crate) fn dither_levels(seed: u64, n: usize, g: &Geometry) -> Vec<u8> {
+    let mut out = vec![0u8; g.len()];
+    out.par_chunks_mut(g.pw).enumerate().for_each(|(row, dst)| {
+        let (c, y) = (row / g.ph, row % g.ph);
+        for (x, d) in dst.iter_mut().enumerate() {
+            *d = dither_level(seed, n, c, y, x) as u8;
+        }
+    });
+    out
+}
+
+/// What both sides hold before step `n`.
+pub(crate) struct StepInput<'a> {
+    pub g: Geometry,
+    /// Step index (0-based).
+    pub n: usize,
+    /// Coefficients of the move (SPEC §6.1).
+    pub co: StepCoeffs,
+    /// The latent at the step's start point.
+    pub z: &'a [f32],
+    /// The clipped network estimate at the start point; None at step 0, where each coder
+    /// defines its own estimate (SPEC §6.4).
+    pub xhat: Option<&'a [f32]>,
+    /// Dither levels of the step (SPEC §5.1).
+    pub levels: &'a [u8],
+}
+
+/// Statistics of one coded step.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StepStats {
+    /// Ideal code length of the body's symbols and side information.
+    pub ideal_bits: f64,
+    /// Ideal code length of the side information alone.
+    pub side_bits: f64,
+    /// Block (kind 1) or tile (kind 2) size.
+    pub block: usize,
+    /// Symbol half-width K.
+    pub k_max: u32,
+    /// Side-information units coded as skipped.
+    pub skipped: usize,
+    /// Side-information units in total.
+    pub units: usize,
+}
+
+/// A step as one coder codes it.
+pub(crate) struct Coded {
+    /// The STEP body (SPEC §4.3: everything after index and kind).
+    pub body: Vec<u8>,
+    /// The latent at the step's end point, exactly as the decoder computes it.
+    pub z: Vec<f32>,
+    pub stats: StepStats,
+}
+
+/// Parameters of a STEP body, for `info`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BodyInfo {
+    /// Block or tile size.
+    pub block: u16,
+    /// Symbol half-width K.
+    pub k_max: u16,
+}
+
+/// One way of coding a step (SPEC §6.2).
+pub(crate) trait StepCoder: Sync {
+    /// The coder kind stored in the STEP chunk.
+    fn kind(&self) -> u8;
+    /// A short name for reports.
+    fn name(&self) -> &'static str;
+    /// Encoder: code step `inp` of the padded image `x` with the choices that give the fewest
+    /// bits.
+    fn encode(&self, inp: &StepInput, x: &[f32]) -> Result<Coded>;
+    /// Decoder: the latent at the step's end point and the step's decoded symbols (k per
+    /// element in the coder's own layout; for checks of invariant D).
+    fn decode(&self, inp: &StepInput, body: &[u8]) -> Result<(Vec<f32>, Vec<i32>)>;
+    /// Parse and check a body's fixed fields.
+    fn describe(&self, body: &[u8]) -> Result<BodyInfo>;
+}
+
+/// Every coder this build knows, by kind.
+pub(crate) static CODERS: [&dyn StepCoder; 2] = [&uq::Uq, &tuq::TransformUq];
+
+/// The coder of `kind`.
+pub(crate) fn coder(kind: u8) -> Result<&'static dyn StepCoder> {
+    CODERS
+        .iter()
+        .copied()
+        .find(|c| c.kind() == kind)
+        .ok_or_else(|| {
+            let known: Vec<String> = CODERS
+                .iter()
+                .map(|c| format!("{} = {}", c.kind(), c.name()))
+                .collect();
+            Error::format(format!(
+                "step coder kind {kind} (this decoder knows {})",
+                known.join(", ")
+            ))
+        })
+}
+
+/// Clip a network output to [-1, 1] (NaN -> 0) and check its length.
+pub(crate) fn clip(mut v: Vec<f32>, g: &Geometry) -> Result<Vec<f32>> {
+    if v.len() != g.len() {
+        return Err(Error::Model(format!(
+            "network returned {} values (expected 3 x {} x {} = {})",
+            v.len(),
+            g.ph,
+            g.pw,
+            g.len()
+        )));
+    }
+    for a in &mut v {
+        *a = if a.is_nan() { 0.0 } else { a.clamp(-1.0, 1.0) };
+    }
+    Ok(v)
+}
+
+/// Choose a scale index for a set of symbols by real code length: local descent from the
+/// moment estimate `est` (in units of delta). `cost(s)` is the bits under scale index s. The
+/// code length is unimodal in the scale index in practice; a miss costs bits, never
+/// correctness.
+pub(crate) fn descend_scale(est: f64, cost: impl Fn(usize) -> f64) -> (u8, f64) {
+    let top = crate::entropy::NUM_SCALES - 1;
+    let i0 = crate::entropy::nearest_scale(est);
+    let mut best = (i0, cost(i0));
+    for dir in [-1i64, 1] {
+        let mut i = best.0 as i64 + dir;
+        let mut moved = false;
+        while (1..=top as i64).contains(&i) {
+            let c = cost(i as usize);
+            if c < best.1 {
+                best = (i as usize, c);
+                moved = true;
+                i += dir;
+            } else {
+                break;
+            }
+        }
+        if moved {
+            break;
+        }
+    }
+    (best.0 as u8, best.1)
+}
