@@ -20,7 +20,7 @@ use crate::{Error, Result};
 /// One encoder configuration of the bench.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Setting {
-    /// Quality preset 1..=6, optionally with the lossless stage.
+    /// Quality preset 1..=PRESETS, optionally with the lossless stage.
     Quality {
         /// Preset.
         q: u8,
@@ -32,11 +32,12 @@ pub enum Setting {
 }
 
 impl Setting {
-    /// Parses `q3`, `q6L`, `bpp0.5`.
+    /// Parses `q2`, `q5L`, `bpp0.5`.
     pub fn parse(s: &str) -> Result<Setting> {
         let bad = || {
             Error::param(format!(
-                "ddpmc bench setting {s:?} (expected q1..q6, q1L..q6L or bpp<X> with X > 0)"
+                "ddpmc bench setting {s:?} (expected q1..q{p}, q1L..q{p}L or bpp<X> with X > 0)",
+                p = crate::diffusion::PRESETS
             ))
         };
         if let Some(x) = s.strip_prefix("bpp") {
@@ -53,7 +54,7 @@ impl Setting {
             None => (rest, false),
         };
         let q: u8 = num.parse().map_err(|_| bad())?;
-        if !(1..=6).contains(&q) {
+        if !(1..=crate::diffusion::PRESETS).contains(&q) {
             return Err(bad());
         }
         Ok(Setting::Quality { q, lossless })
@@ -69,16 +70,20 @@ impl Setting {
         }
     }
 
-    fn options(&self) -> EncodeOptions {
+    fn options(&self, coders: &[u8]) -> EncodeOptions {
+        let base = EncodeOptions {
+            coders: coders.to_vec(),
+            ..EncodeOptions::default()
+        };
         match *self {
             Setting::Quality { q, lossless } => EncodeOptions {
                 quality: q,
                 lossless,
-                ..EncodeOptions::default()
+                ..base
             },
             Setting::Bpp(b) => EncodeOptions {
                 bpp: Some(b),
-                ..EncodeOptions::default()
+                ..base
             },
         }
     }
@@ -89,6 +94,7 @@ pub struct DdpmcCodec {
     model: Box<dyn Denoiser>,
     settings: Vec<Setting>,
     recon: Recon,
+    coders: Vec<u8>,
 }
 
 impl DdpmcCodec {
@@ -101,7 +107,14 @@ impl DdpmcCodec {
             model,
             settings,
             recon,
+            coders: Vec::new(),
         }
+    }
+
+    /// Restrict the encoder to these step coder kinds (empty: the encoder's default).
+    pub fn with_coders(mut self, coders: Vec<u8>) -> DdpmcCodec {
+        self.coders = coders;
+        self
     }
 }
 
@@ -115,7 +128,7 @@ impl RdCodec for DdpmcCodec {
         let mut out = Vec::new();
         for s in &self.settings {
             let t = Instant::now();
-            let bytes = encode(&dynimg, self.model.as_ref(), &s.options())?;
+            let bytes = encode(&dynimg, self.model.as_ref(), &s.options(&self.coders))?;
             let enc_s = t.elapsed().as_secs_f64();
             let mut dec = Decoder::new(self.model.as_ref());
             let mut pos = 0;
@@ -172,9 +185,9 @@ mod tests {
                 lossless: false
             }
         );
-        assert_eq!(Setting::parse("q6L").unwrap().label(), "q6L");
+        assert_eq!(Setting::parse("q5L").unwrap().label(), "q5L");
         assert_eq!(Setting::parse("bpp0.5").unwrap(), Setting::Bpp(0.5));
-        for bad in ["q0", "q7", "x3", "bpp-1", "bpp", "q", "qL"] {
+        for bad in ["q0", "q6", "x3", "bpp-1", "bpp", "q", "qL"] {
             assert!(Setting::parse(bad).is_err(), "{bad}");
         }
     }

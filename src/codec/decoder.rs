@@ -235,6 +235,7 @@ impl<'m> Decoder<'m> {
         };
         let inp = StepInput {
             g,
+            seed: h.seed,
             n,
             co,
             z: &self.z,

@@ -19,7 +19,7 @@ pub(crate) struct ChainOpts<'a> {
     pub lossless: bool,
     /// PRNG seed.
     pub seed: u64,
-    /// Coder kinds the encoder may choose from (empty: all).
+    /// Coder kinds the encoder may choose from (empty: [`step::DEFAULT_CODERS`]).
     pub coders: &'a [u8],
 }
 
@@ -67,10 +67,15 @@ pub(crate) fn encode_resumable(
     keep: bool,
 ) -> Result<Encoded> {
     let (lossless, seed) = (opts.lossless, opts.seed);
+    let allowed: &[u8] = if opts.coders.is_empty() {
+        &step::DEFAULT_CODERS
+    } else {
+        opts.coders
+    };
     let coders: Vec<&dyn step::StepCoder> = step::CODERS
         .iter()
         .copied()
-        .filter(|c| opts.coders.is_empty() || opts.coders.contains(&c.kind()))
+        .filter(|c| allowed.contains(&c.kind()))
         .collect();
     if coders.is_empty() {
         return Err(crate::Error::param(format!(
@@ -145,6 +150,7 @@ pub(crate) fn encode_resumable(
         let levels = step::dither_levels(seed, n, &g);
         let inp = StepInput {
             g,
+            seed: seed,
             n,
             co,
             z: &z,

@@ -18,7 +18,9 @@ pub use decoder::Decoder;
 
 use image::{DynamicImage, GenericImageView};
 
-use crate::diffusion::{abar_table, logsnr, normal, SchedulePoint, StepCoeffs, LADDER};
+use crate::diffusion::{
+    abar_table, logsnr, normal, SchedulePoint, StepCoeffs, LADDER, PRESETS, RECON_LADDER,
+};
 use crate::format::{self, kind, Colour, Header, StepChunk};
 use crate::model::Denoiser;
 use crate::step::{self, Geometry};
@@ -27,8 +29,8 @@ use crate::{Error, Result};
 /// Encoder options.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncodeOptions {
-    /// Quality preset 1..=6: the number of coding steps after t = 1000 on the ladder
-    /// 1000 -> 400 -> 150 -> 50 -> 15 -> 5 -> 2.
+    /// Quality preset 1..=5: the number of coding steps after t = 1000 on the ladder
+    /// 1000 -> 150 -> 40 -> 12 -> 4 -> 1 ([`crate::diffusion::LADDER`]).
     pub quality: u8,
     /// Target bits per pixel; overrides `quality` (the file lands at or under it).
     pub bpp: Option<f64>,
@@ -37,14 +39,14 @@ pub struct EncodeOptions {
     /// Seed of the shared PRNG.
     pub seed: u64,
     /// Step coder kinds the encoder may choose from, per step by real size (SPEC §6.2);
-    /// empty: every kind this build knows.
+    /// empty: kinds 1 and 2.
     pub coders: Vec<u8>,
 }
 
 impl Default for EncodeOptions {
     fn default() -> Self {
         EncodeOptions {
-            quality: 3,
+            quality: 2,
             bpp: None,
             lossless: false,
             seed: 0,
@@ -252,7 +254,7 @@ pub(crate) fn reconstruct(
     let mut z = z.to_vec();
     let mut x0 = xhat.to_vec();
     let mut ab = p.abar;
-    for (i, &t) in LADDER.iter().enumerate() {
+    for (i, &t) in RECON_LADDER.iter().enumerate() {
         let ab2 = tab[t as usize];
         if ab2 <= ab {
             continue;
@@ -293,10 +295,10 @@ pub(crate) fn reconstruct(
     Ok(x0)
 }
 
-/// The preset schedule of quality `q` (1..=6).
+/// The preset schedule of quality `q` (1..=[`PRESETS`]).
 pub fn preset_schedule(q: u8) -> Result<Vec<SchedulePoint>> {
-    if !(1..=6).contains(&q) {
-        return Err(Error::param(format!("quality {q} (allowed 1..=6)")));
+    if !(1..=PRESETS).contains(&q) {
+        return Err(Error::param(format!("quality {q} (allowed 1..={PRESETS})")));
     }
     Ok(LADDER[..=q as usize]
         .iter()
@@ -383,14 +385,15 @@ fn rate_control(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(encoder::Encoded, f64)> {
     let tab = abar_table();
-    let full = preset_schedule(6)?;
+    let full = preset_schedule(PRESETS)?;
+    let top = usize::from(PRESETS);
     let enc = encoder::encode_resumable(data, model, &full, chain, progress, None, true)?;
     // Size of preset q = preamble + HEAD with q + 1 points + first q STEP chunks + END.
     let head_full = 12 + Header::fixed_len() + 24 * full.len();
     let mut fits = 0;
-    for q in 1..=6 {
+    for q in 1..=top {
         let steps: usize = enc.steps[..q].iter().map(|s| s.chunk_bytes).sum();
-        let size = format::PREAMBLE_LEN + head_full - 24 * (6 - q) + steps + 12;
+        let size = format::PREAMBLE_LEN + head_full - 24 * (top - q) + steps + 12;
         if size <= target {
             fits = q;
         }
@@ -641,7 +644,7 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
 }
 
 /// Encode along an explicit schedule (entry 0 = the start point, t = 1000), seed 0, no
-/// lossless chunk, with the step coder kinds `coders` (empty: all); returns the bytes and
+/// lossless chunk, with the step coder kinds `coders` (empty: the default kinds); returns the bytes and
 /// per-step reports. For experiments and tests.
 pub fn encode_with_schedule(
     img: &DynamicImage,

@@ -8,7 +8,16 @@
 pub const T_MAX: u32 = 1000;
 
 /// Coding-step preset ladder (timesteps); `--quality q` keeps the first `q` steps after 1000.
-pub const LADDER: [u32; 7] = [1000, 400, 150, 50, 15, 5, 2];
+/// Chosen by real size on training images for the transform-domain coder (SPEC §12): UQ pays
+/// a fixed cost per step, so the ladder is short and spaced wide.
+pub const LADDER: [u32; 6] = [1000, 150, 40, 12, 4, 1];
+
+/// Number of quality presets (steps of the full ladder).
+pub const PRESETS: u8 = (LADDER.len() - 1) as u8;
+
+/// Timesteps of the `flow` and `sample` reconstructions (SPEC §11; independent of the coding
+/// ladder, so that a file decodes to the same image whatever ladder coded it).
+pub const RECON_LADDER: [u32; 7] = [1000, 400, 150, 50, 15, 5, 2];
 
 /// abar_t for t = 0..=1000 of the linear schedule beta_i = 1e-4 + (0.02 - 1e-4) (i - 1) / 999.
 /// abar_0 = 1. Used by the encoder only: the decoder reads abar from the header (SPEC §4.2).
@@ -192,6 +201,53 @@ pub fn start_latent(seed: u64, h: usize, w: usize) -> Vec<f32> {
     z
 }
 
+/// Number of entries of the Gaussian quantile table (SPEC §5.3).
+pub const GAUSS_LEN: usize = 1 << 16;
+
+/// Standard normal CDF, normative form (SPEC §5.3): for x >= 0,
+/// 0.5 + phi(x) * sum_{n>=0} x^(2n+1) / (1 * 3 * ... * (2n+1)) (terms added until one is
+/// below 1e-17 of the sum, at most 200), phi(x) = exp_neg(-x * x / 2) / 2.5066282746310002;
+/// for x < 0, 1 - CDF(-x). f64 `+ - * /` only.
+fn normal_cdf(x: f64) -> f64 {
+    if x < 0.0 {
+        return 1.0 - normal_cdf(-x);
+    }
+    let phi = crate::entropy::exp_neg(-x * x / 2.0) / 2.506_628_274_631_000_2;
+    let mut term = x;
+    let mut sum = x;
+    let x2 = x * x;
+    let mut k = 1u32;
+    while k <= 200 && term > 1e-17 * sum {
+        term = term * x2 / f64::from(2 * k + 1);
+        sum += term;
+        k += 1;
+    }
+    0.5 + phi * sum
+}
+
+/// The Gaussian quantile table (SPEC §5.3): entry i is f32 of the x with
+/// CDF(x) = (i + 0.5) / 65536, found for i >= 32768 by 8 Newton steps
+/// x <- x - (CDF(x) - p) / phi(x) from the previous entry's x (0 for i = 32768), and
+/// table[i] = -table[65535 - i] below. Built once.
+pub fn gauss_table() -> &'static [f32] {
+    static T: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = vec![0f32; GAUSS_LEN];
+        let half = GAUSS_LEN / 2;
+        let mut x = 0.0f64;
+        for i in half..GAUSS_LEN {
+            let p = (i as f64 + 0.5) / GAUSS_LEN as f64;
+            for _ in 0..8 {
+                let phi = crate::entropy::exp_neg(-x * x / 2.0) / 2.506_628_274_631_000_2;
+                x -= (normal_cdf(x) - p) / phi;
+            }
+            t[i] = x as f32;
+            t[GAUSS_LEN - 1 - i] = -(x as f32);
+        }
+        t
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +260,33 @@ mod tests {
         assert!(t[1000] > 3e-5 && t[1000] < 5e-5);
         let p = SchedulePoint::from_logsnr(logsnr(t[150]));
         assert!((p.t - 150.0).abs() < 1e-6, "{}", p.t);
+    }
+
+    #[test]
+    fn gauss_table_is_accurate_and_pinned() {
+        let t = gauss_table();
+        // A few quantiles of the standard normal.
+        let q = |p: f64| t[(p * GAUSS_LEN as f64 - 0.5).round() as usize];
+        assert!((q(0.975) - 1.959_964).abs() < 1e-4, "{}", q(0.975));
+        assert!(
+            (t[GAUSS_LEN - 1] - 4.324_919).abs() < 1e-5,
+            "{}",
+            t[GAUSS_LEN - 1]
+        );
+        assert!((q(0.5 + 0.5 / 65536.0)).abs() < 1e-4);
+        let m: f64 = t.iter().map(|&v| f64::from(v)).sum::<f64>() / GAUSS_LEN as f64;
+        let v: f64 = t.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / GAUSS_LEN as f64;
+        assert!(m.abs() < 1e-9 && (v - 1.0).abs() < 1e-3, "{m} {v}");
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for v in t {
+            h.update(v.to_le_bytes());
+        }
+        // Pinned in SPEC §5.3.
+        assert_eq!(
+            crate::entropy::hex(&h.finalize()),
+            "1cfbba1e07e34386a57626f82aeb43e6ed54ba70a3ea6b7d964dc66a841074a8"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! latent. The chain (which step, which network call, which chunk) lives in `codec`; a new
 //! coder touches only its own file, [`CODERS`] and the spec.
 
+pub(crate) mod rcc;
 pub(crate) mod tuq;
 pub(crate) mod uq;
 
@@ -61,6 +62,8 @@ pub(crate) fn dither_levels(seed: u64, n: usize, g: &Geometry) -> Vec<u8> {
 /// What both sides hold before step `n`.
 pub(crate) struct StepInput<'a> {
     pub g: Geometry,
+    /// The file's PRNG seed (SPEC §5).
+    pub seed: u64,
     /// Step index (0-based).
     pub n: usize,
     /// Coefficients of the move (SPEC §6.1).
@@ -126,7 +129,12 @@ pub(crate) trait StepCoder: Sync {
 }
 
 /// Every coder this build knows, by kind.
-pub(crate) static CODERS: [&dyn StepCoder; 2] = [&uq::Uq, &tuq::TransformUq];
+pub(crate) static CODERS: [&dyn StepCoder; 3] = [&uq::Uq, &tuq::TransformUq, &rcc::Rcc];
+
+/// The kinds the encoder chooses from by default. Kind 3 is used only when asked for: it
+/// sends fewer bits but, with a finite candidate count, a slightly less informative sample,
+/// so choosing it by size alone is not a rate-distortion choice.
+pub(crate) const DEFAULT_CODERS: [u8; 2] = [1, 2];
 
 /// The coder of `kind`.
 pub(crate) fn coder(kind: u8) -> Result<&'static dyn StepCoder> {

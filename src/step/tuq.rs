@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// Tile sizes a file may use (SPEC §6.7).
 pub(crate) const TILE_SIZES: [usize; 3] = [4, 8, 16];
 /// Largest region side (SPEC §6.8).
-const MAX_REGION: usize = 256;
+pub(crate) const MAX_REGION: usize = 256;
 /// Region sides the encoder tries.
 const REGIONS: [usize; 4] = [16, 32, 64, 128];
 
@@ -134,7 +134,7 @@ fn colour_consts() -> [f32; 4] {
 }
 
 /// Band group of frequency (u, v) (SPEC §6.8): by u + v: 0, 1, 2, 3-4, 5-7, 8-13, 14 and up.
-fn group(u: usize, v: usize) -> usize {
+pub(crate) fn group(u: usize, v: usize) -> usize {
     match u + v {
         0 => 0,
         1 => 1,
@@ -147,22 +147,22 @@ fn group(u: usize, v: usize) -> usize {
 }
 
 /// Number of band groups of tile size b.
-fn groups(b: usize) -> usize {
+pub(crate) fn groups(b: usize) -> usize {
     group(b - 1, b - 1) + 1
 }
 
 /// Layout of one (tile, region) choice over the padded grid.
 #[derive(Clone, Copy)]
-struct Layout {
-    b: usize,
-    r: usize,
-    ng: usize,
-    nry: usize,
-    nrx: usize,
+pub(crate) struct Layout {
+    pub b: usize,
+    pub r: usize,
+    pub ng: usize,
+    pub nry: usize,
+    pub nrx: usize,
 }
 
 impl Layout {
-    fn new(g: &Geometry, b: usize, r: usize) -> Self {
+    pub fn new(g: &Geometry, b: usize, r: usize) -> Self {
         Layout {
             b,
             r,
@@ -171,15 +171,15 @@ impl Layout {
             nrx: g.pw.div_ceil(r),
         }
     }
-    fn units(&self) -> usize {
+    pub fn units(&self) -> usize {
         3 * self.ng * self.nry * self.nrx
     }
     /// Side-information unit of component c, band group gr, region (ry, rx).
-    fn unit(&self, c: usize, gr: usize, ry: usize, rx: usize) -> usize {
+    pub fn unit(&self, c: usize, gr: usize, ry: usize, rx: usize) -> usize {
         ((c * self.ng + gr) * self.nry + ry) * self.nrx + rx
     }
     /// The unit of coefficient (c, y, x) of the padded grid.
-    fn unit_of(&self, c: usize, y: usize, x: usize) -> usize {
+    pub fn unit_of(&self, c: usize, y: usize, x: usize) -> usize {
         let gr = group(y % self.b, x % self.b);
         self.unit(c, gr, y / self.r, x / self.r)
     }
@@ -187,7 +187,7 @@ impl Layout {
 
 /// The coefficient order (SPEC §6.10): c, tile row, tile column, u, v. Calls `f(c, y, x)` with
 /// the coefficient's position on the padded grid.
-fn for_each_coeff(
+pub(crate) fn for_each_coeff(
     g: &Geometry,
     b: usize,
     mut f: impl FnMut(usize, usize, usize) -> Result<()>,
@@ -208,7 +208,7 @@ fn for_each_coeff(
 
 /// Forward transform T (encoder only): colour transform per pixel, then the 2-D DCT-II of
 /// every b x b tile of each component. Planar in, planar coefficients out.
-fn forward(r: &[f32], g: &Geometry, b: usize) -> Vec<f32> {
+pub(crate) fn forward(r: &[f32], g: &Geometry, b: usize) -> Vec<f32> {
     let [ca, cb, cc, cd] = colour_consts();
     let n = g.ph * g.pw;
     let mut col = vec![0f32; g.len()];
@@ -254,11 +254,29 @@ fn forward(r: &[f32], g: &Geometry, b: usize) -> Vec<f32> {
     out
 }
 
-/// The latent update (SPEC §6.9): e = k - u per coefficient, w = T^-1 e, z' = w delta + mu with
-/// mu = cx xhat + cz z. f32, in the order written there.
+/// The latent update (SPEC §6.9): e = k - u per coefficient, then [`inverse_update`] with
+/// the quantizer width delta.
 fn next_latent(inp: &StepInput, xhat: &[f32], k: &[i32], b: usize) -> Vec<f32> {
+    let e: Vec<f32> = k
+        .par_iter()
+        .zip(inp.levels.par_iter())
+        .map(|(&k, &j)| k as f32 - dither_u(usize::from(j)))
+        .collect();
+    inverse_update(inp, xhat, &e, b, inp.co.f32s().2)
+}
+
+/// z' = (T^-1 e) * scale + mu with mu = cx xhat + cz z (SPEC §6.9 steps 2-4), f32 in the order
+/// written there. `e` holds one value per coefficient (planar, tile layout of §6.7).
+pub(crate) fn inverse_update(
+    inp: &StepInput,
+    xhat: &[f32],
+    e: &[f32],
+    b: usize,
+    scale: f32,
+) -> Vec<f32> {
     let g = &inp.g;
-    let (cx, cz, delta, _) = inp.co.f32s();
+    let (cx, cz, _, _) = inp.co.f32s();
+    let delta = scale;
     let basis = dct_basis(b);
     let n = g.ph * g.pw;
     // Inverse DCT per tile: columns first (t[i][v] = sum_u basis[u][i] e[u][v]), then rows
@@ -269,21 +287,20 @@ fn next_latent(inp: &StepInput, xhat: &[f32], k: &[i32], b: usize) -> Vec<f32> {
         .for_each(|(band, dst)| {
             let c = band / (g.ph / b);
             let y0 = (band % (g.ph / b)) * b;
-            let mut e = vec![0f32; b * b];
+            let mut et = vec![0f32; b * b];
             let mut t = vec![0f32; b * b];
             for tx in 0..g.pw / b {
                 let x0 = tx * b;
                 for u in 0..b {
                     for v in 0..b {
-                        let i = g.idx(c, y0 + u, x0 + v);
-                        e[u * b + v] = k[i] as f32 - dither_u(usize::from(inp.levels[i]));
+                        et[u * b + v] = e[g.idx(c, y0 + u, x0 + v)];
                     }
                 }
                 for i in 0..b {
                     for v in 0..b {
                         let mut acc = 0f32;
                         for u in 0..b {
-                            acc += basis[u * b + i] * e[u * b + v];
+                            acc += basis[u * b + i] * et[u * b + v];
                         }
                         t[i * b + v] = acc;
                     }
@@ -350,7 +367,7 @@ fn scale_pred(s: &[u8], l: &Layout, c: usize, gr: usize, ry: usize, rx: usize) -
     )
 }
 
-fn code_side<S: SymbolSink>(sink: &mut S, s: &[u8], l: &Layout) -> Result<()> {
+pub(crate) fn code_side<S: SymbolSink>(sink: &mut S, s: &[u8], l: &Layout) -> Result<()> {
     let mut m = side_models();
     for c in 0..3 {
         for gr in 0..l.ng {
@@ -367,7 +384,7 @@ fn code_side<S: SymbolSink>(sink: &mut S, s: &[u8], l: &Layout) -> Result<()> {
     Ok(())
 }
 
-fn read_side(r: &mut RangeReader, l: &Layout) -> Result<Vec<u8>> {
+pub(crate) fn read_side(r: &mut RangeReader, l: &Layout) -> Result<Vec<u8>> {
     let mut m = side_models();
     let mut s = vec![0u8; l.units()];
     for c in 0..3 {
@@ -444,7 +461,7 @@ struct Plan {
 }
 
 /// Clamped symbols k = round(y + u) of the coefficients and the K that holds them.
-fn symbols(y: &[f32], levels: &[u8]) -> (Vec<i32>, u32) {
+pub(crate) fn symbols(y: &[f32], levels: &[u8]) -> (Vec<i32>, u32) {
     let mut k: Vec<i32> = y
         .par_iter()
         .zip(levels.par_iter())
@@ -663,7 +680,7 @@ fn read_symbols(
 }
 
 /// The step's x0 estimate: the network's, or 0 at step 0 (SPEC §6.7).
-fn xhat_of<'a>(inp: &'a StepInput, zeros: &'a mut Vec<f32>) -> &'a [f32] {
+pub(crate) fn xhat_of<'a>(inp: &'a StepInput, zeros: &'a mut Vec<f32>) -> &'a [f32] {
     match inp.xhat {
         Some(x) => x,
         None => {
@@ -724,9 +741,12 @@ impl StepCoder for TransformUq {
             .iter()
             .find(|c| c.k_max() == p.k_max)
             .expect("cache of the chosen K");
-        let pc = plan_context(&p, inp, cache)?;
-        if pc.bits < p.bits {
-            p = pc;
+        // DDPMC_NO_CONTEXT=1 keeps context mode 0 (for measuring what the context adds).
+        if std::env::var_os("DDPMC_NO_CONTEXT").is_none() {
+            let pc = plan_context(&p, inp, cache)?;
+            if pc.bits < p.bits {
+                p = pc;
+            }
         }
         let mut w = RangeWriter::new();
         code_side(&mut w, &p.scale, &p.layout)?;

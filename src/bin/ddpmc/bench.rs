@@ -21,10 +21,15 @@ pub struct Args {
     /// Use only the first N images.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// ddpmc settings, comma separated: quality presets q1..q6, q1L..q6L (with the lossless
-    /// stage) or bpp<X> (rate control); every decoded step of each file becomes a point.
-    #[arg(long, value_delimiter = ',', default_value = "q1,q2,q3,q4,q5,q6")]
+    /// ddpmc settings, comma separated: quality presets q1..q5, q1L..q5L (with the lossless
+    /// stage) or bpp<X> (rate control); every decoded step of each file becomes a point, so
+    /// q5 alone measures every preset.
+    #[arg(long, value_delimiter = ',', default_value = "q5")]
     pub settings: Vec<String>,
+    /// Step coder kinds the ddpmc encoder may choose from (comma separated) [default: the
+    /// encoder's default].
+    #[arg(long, value_delimiter = ',')]
+    pub coders: Vec<u8>,
     /// Reuse classic-codec rows from this results CSV instead of running the tools.
     #[arg(long)]
     pub classic_results: Option<PathBuf>,
@@ -65,7 +70,9 @@ fn ddpmc_codec(args: &Args) -> ddpmc::Result<Box<dyn RdCodec>> {
         .map(|s| Setting::parse(s))
         .collect::<ddpmc::Result<Vec<_>>>()?;
     let model = crate::load_model(args.model.as_deref())?;
-    Ok(Box::new(DdpmcCodec::new(model, settings, Recon::Denoise)))
+    Ok(Box::new(
+        DdpmcCodec::new(model, settings, Recon::Denoise).with_coders(args.coders.clone()),
+    ))
 }
 
 /// Runs `ddpmc bench`.

@@ -13,8 +13,8 @@ pub struct Args {
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Quality preset: the number of coding steps on the ladder
-    /// 1000 -> 400 -> 150 -> 50 -> 15 -> 5 -> 2 (1 = smallest, 6 = best).
-    #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=6), conflicts_with = "bpp")]
+    /// 1000 -> 150 -> 40 -> 12 -> 4 -> 1 (1 = smallest, 5 = best).
+    #[arg(short, long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=5), conflicts_with = "bpp")]
     quality: u8,
     /// Target size in bits per pixel; the file lands at or just under it.
     #[arg(long, conflicts_with = "lossless")]
@@ -29,8 +29,9 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Step coders the encoder may choose from, per step by real size (comma-separated
-    /// kinds: 1 = UQ in the pixel domain, 2 = UQ in a colour + DCT domain) [default: all].
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// kinds: 1 = UQ in the pixel domain, 2 = UQ in a colour + DCT domain, 3 = Gaussian steps by
+    /// reverse-channel coding in the same domain) [default: 1,2].
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=3))]
     coders: Vec<u8>,
     /// Overwrite the output file if it exists.
     #[arg(short, long)]

@@ -1,0 +1,576 @@
+//! Coder kind 3 (SPEC §6.12-§6.16): the paper's Gaussian step, sent by reverse-channel coding.
+//!
+//! The decoder gets a sample of the posterior q(z_s | z_t, x) = N(mu_q, var) itself, not a
+//! quantized version of it: in the transform domain of kind 2 (§6.9), the target per
+//! coefficient is N(m, 1) with m = T(mu_q - mu_p) / sqrt(var), the prior N(0, 1 + tau^2) with
+//! tau from a scale index per (component, band group, region). The coefficients of a unit are
+//! dealt into chunks of about 8 bits of KL; per chunk both sides draw 2^L candidates from the
+//! prior (windows of a per-step table of normals, SPEC §6.13), the encoder picks one by
+//! ordered random coding (Gumbel-max over log q/p with the arrival times of a Poisson
+//! process, which favours early candidates), and only its index is sent. The index model
+//! depends on integers only (invariant D); the decoder regenerates the chosen candidate.
+
+use rayon::prelude::*;
+
+use super::tuq::{self, Layout, MAX_REGION, TILE_SIZES};
+use super::{BodyInfo, Coded, StepCoder, StepInput, StepStats};
+use crate::diffusion::{gauss_table, prng};
+use crate::entropy::{
+    nearest_scale, sigma, AdaptiveModel, BitCounter, Model, RangeReader, RangeWriter, SymbolSink,
+    NUM_SCALES,
+};
+use crate::format::Reader;
+use crate::{Error, Result};
+
+/// PRNG domains of kind 3 (SPEC §5): the per-step table of normals, candidate windows,
+/// samples of skipped units, and the encoder's own randomness (not normative).
+const DOM_TABLE: u64 = 4;
+const DOM_WINDOW: u64 = 5;
+const DOM_SKIP: u64 = 6;
+const DOM_ENC: u64 = 7;
+
+/// Length of the per-step table of normals (SPEC §6.13); the table is extended by its first
+/// MAX_CHUNK entries so that no window wraps.
+const TABLE_LEN: usize = 1 << 22;
+/// Largest chunk length (SPEC §6.14).
+const MAX_CHUNK: usize = 1024;
+/// Largest log2 of the candidate count a file may use.
+const MAX_LOG2N: u8 = 16;
+/// Bit-length classes of a chunk count (J - 1 < 2^16 + 1).
+const COUNT_CLASSES: usize = 18;
+
+/// Encoder settings: 2^12 candidates, chunks of about 8 bits of KL, units under 1 bit of KL
+/// skipped (sampled from the prior).
+const ENC_LOG2N: u8 = 12;
+const ENC_CHUNK_BITS: f64 = 4.0;
+const ENC_SKIP_BITS: f64 = 1.0;
+/// Tile and region sizes the encoder tries.
+const ENC_TILES: [usize; 2] = [8, 16];
+const ENC_REGIONS: [usize; 3] = [32, 64, 128];
+
+/// Coder kind 3.
+pub(crate) struct Rcc;
+
+/// The fixed fields of a kind-3 body (SPEC §4.3).
+struct Body {
+    tile: u8,
+    region: u16,
+    log2n: u8,
+    words: Vec<u32>,
+}
+
+impl Body {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut o = Vec::with_capacity(8 + 4 * self.words.len());
+        o.push(self.tile);
+        o.extend_from_slice(&self.region.to_le_bytes());
+        o.push(self.log2n);
+        o.extend_from_slice(&(self.words.len() as u32).to_le_bytes());
+        for w in &self.words {
+            o.extend_from_slice(&w.to_le_bytes());
+        }
+        o
+    }
+
+    fn parse(body: &[u8]) -> Result<Body> {
+        let mut r = Reader::new(body, "STEP");
+        let tile = r.u8()?;
+        if !TILE_SIZES.contains(&usize::from(tile)) {
+            return Err(Error::format(format!(
+                "tile size {tile} (allowed {TILE_SIZES:?})"
+            )));
+        }
+        let region = r.u16()?;
+        let rs = usize::from(region);
+        if rs == 0 || rs > MAX_REGION || rs % usize::from(tile) != 0 {
+            return Err(Error::format(format!(
+                "region size {region} (allowed: a multiple of the tile size {tile}, at most {MAX_REGION})"
+            )));
+        }
+        let log2n = r.u8()?;
+        if !(1..=MAX_LOG2N).contains(&log2n) {
+            return Err(Error::format(format!(
+                "log2 of the candidate count {log2n} (allowed 1..={MAX_LOG2N})"
+            )));
+        }
+        let n = r.u32()?;
+        let words = r.words(n)?;
+        r.done()?;
+        Ok(Body {
+            tile,
+            region,
+            log2n,
+            words,
+        })
+    }
+}
+
+/// The per-step table of normals (SPEC §6.13): entry 4 q + f (q < TABLE_LEN / 4) is the
+/// Gaussian quantile (SPEC §5.3) indexed by 16-bit field f of prng(seed, 4, n, 0, 0, q);
+/// entries TABLE_LEN.. repeat the first MAX_CHUNK.
+fn step_table(seed: u64, n: usize) -> Vec<f32> {
+    let g = gauss_table();
+    let mut t: Vec<f32> = (0..TABLE_LEN / 4)
+        .into_par_iter()
+        .flat_map_iter(|q| {
+            let r = prng(seed, DOM_TABLE, n as u64, 0, 0, q as u64);
+            (0..4).map(move |f| g[((r >> (16 * f)) & 0xFFFF) as usize])
+        })
+        .collect();
+    t.extend_from_within(..MAX_CHUNK);
+    t
+}
+
+/// Start of chunk `chunk`'s candidates (SPEC §6.14): prng(seed, 5, n, chunk, 0, 0) mod
+/// TABLE_LEN. Candidate j of a chunk of length d is the window at (start + j d) mod TABLE_LEN:
+/// consecutive, disjoint windows while 2^L d <= TABLE_LEN.
+fn chunk_start(seed: u64, n: usize, chunk: u64) -> usize {
+    (prng(seed, DOM_WINDOW, n as u64, chunk, 0, 0) % TABLE_LEN as u64) as usize
+}
+
+fn window(start: usize, j: u64, d: usize) -> usize {
+    ((start as u64 + j * d as u64) % TABLE_LEN as u64) as usize
+}
+
+/// Prior standard deviation of scale index s: f32(sqrt(1 + sigma_s^2)) (SPEC §6.12).
+fn prior_sd(s: u8) -> f32 {
+    let t = sigma(usize::from(s));
+    (1.0 + t * t).sqrt() as f32
+}
+
+/// Bit length of v (0 for 0).
+fn bitlen(v: u32) -> usize {
+    (32 - v.leading_zeros()) as usize
+}
+
+/// Code v as its bit-length class under `m` and, for class b >= 2, its b - 1 low bits under
+/// a uniform model (SPEC §6.15).
+fn put_class<S: SymbolSink>(sink: &mut S, m: &mut AdaptiveModel, v: u32) -> Result<()> {
+    let b = bitlen(v);
+    sink.put_adaptive(m, b)?;
+    if b >= 2 {
+        let low = v - (1 << (b - 1));
+        sink.put(&Model::uniform(1 << (b - 1)), low as usize)?;
+    }
+    Ok(())
+}
+
+fn get_class(r: &mut RangeReader, m: &mut AdaptiveModel) -> Result<u32> {
+    let b = r.get_adaptive(m)?;
+    Ok(match b {
+        0 => 0,
+        1 => 1,
+        _ => (1u32 << (b - 1)) + r.get(&Model::uniform(1 << (b - 1)))? as u32,
+    })
+}
+
+/// The coefficients of every unit in coding order (SPEC §6.14).
+fn unit_members(inp: &StepInput, l: &Layout) -> Vec<Vec<u32>> {
+    let g = &inp.g;
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); l.units()];
+    let _ = tuq::for_each_coeff(g, l.b, |c, y, x| {
+        members[l.unit_of(c, y, x)].push(g.idx(c, y, x) as u32);
+        Ok(())
+    });
+    members
+}
+
+/// Chunk q (of `count`) of a unit: its members e = q, q + count, q + 2 count, ...
+fn chunk_of(members: &[u32], q: usize, count: usize) -> impl Iterator<Item = usize> + '_ {
+    members.iter().skip(q).step_by(count).map(|&i| i as usize)
+}
+
+/// Side information of a step: scale index and chunk count per unit.
+struct Side {
+    scale: Vec<u8>,
+    count: Vec<u32>,
+}
+
+fn code_side<S: SymbolSink>(sink: &mut S, side: &Side, l: &Layout) -> Result<()> {
+    tuq::code_side(sink, &side.scale, l)?;
+    let mut m = AdaptiveModel::new(COUNT_CLASSES);
+    for (u, &s) in side.scale.iter().enumerate() {
+        if s != 0 {
+            put_class(sink, &mut m, side.count[u] - 1)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_side(r: &mut RangeReader, l: &Layout, members: &[Vec<u32>]) -> Result<Side> {
+    let scale = tuq::read_side(r, l)?;
+    let mut m = AdaptiveModel::new(COUNT_CLASSES);
+    let mut count = vec![0u32; scale.len()];
+    for (u, &s) in scale.iter().enumerate() {
+        if s != 0 {
+            let c = get_class(r, &mut m)? + 1;
+            let n = members[u].len();
+            if c as usize > n || n.div_ceil(c as usize) > MAX_CHUNK {
+                return Err(Error::format(format!(
+                    "chunk count {c} of a unit with {n} coefficients (chunks hold 1..={MAX_CHUNK})"
+                )));
+            }
+            count[u] = c;
+        }
+    }
+    Ok(Side { scale, count })
+}
+
+/// The transform-domain sample w (SPEC §6.14): for coded units, the chosen candidates scaled
+/// by the prior's deviation; for skipped units, a fresh normal per coefficient.
+fn sample(
+    inp: &StepInput,
+    seed: u64,
+    members: &[Vec<u32>],
+    side: &Side,
+    index: &[u32],
+    table: &[f32],
+) -> Vec<f32> {
+    let g = &inp.g;
+    let gt = gauss_table();
+    let n = inp.n;
+    let mut w = vec![0f32; g.len()];
+    let mut chunk_id = 0u64;
+    for (u, mem) in members.iter().enumerate() {
+        let s = side.scale[u];
+        if s == 0 {
+            for &i in mem {
+                let i = i as usize;
+                let (c, rest) = (i / (g.ph * g.pw), i % (g.ph * g.pw));
+                let (y, x) = (rest / g.pw, rest % g.pw);
+                let r = prng(seed, DOM_SKIP, n as u64, c as u64, y as u64, x as u64);
+                w[i] = gt[(r & 0xFFFF) as usize];
+            }
+            continue;
+        }
+        let sd = prior_sd(s);
+        let count = side.count[u] as usize;
+        for q in 0..count {
+            let d = chunk_of(mem, q, count).count();
+            let start = chunk_start(seed, n, chunk_id);
+            let o = window(start, u64::from(index[chunk_id as usize]), d);
+            for (e, i) in chunk_of(mem, q, count).enumerate() {
+                w[i] = sd * table[o + e];
+            }
+            chunk_id += 1;
+        }
+    }
+    w
+}
+
+/// Estimated bits of one unit with scale index s: the KL of its coefficients (in bits) and
+/// the chunk count it would use.
+fn unit_kl(sum_m2: f64, n: usize, s: usize) -> f64 {
+    let t = sigma(s);
+    let s2 = 1.0 + t * t;
+    let nats = n as f64 * (0.5 / s2 - 0.5 + 0.5 * s2.ln()) + 0.5 * sum_m2 / s2;
+    nats / std::f64::consts::LN_2
+}
+
+/// One (tile, region) plan: side information and estimated bits.
+struct Plan {
+    layout: Layout,
+    m: Vec<f32>,
+    side: Side,
+    members: Vec<Vec<u32>>,
+    bits: f64,
+}
+
+fn plan(inp: &StepInput, m: Vec<f32>, l: Layout) -> Result<Plan> {
+    let members = unit_members(inp, &l);
+    let res: Vec<(u8, u32, f64)> = members
+        .par_iter()
+        .map(|mem| {
+            let s2: f64 = mem.iter().map(|&i| f64::from(m[i as usize]).powi(2)).sum();
+            let n = mem.len();
+            let tau = (s2 / n as f64).sqrt();
+            let i0 = nearest_scale(tau);
+            let mut best = (i0, unit_kl(s2, n, i0));
+            for i in [i0.saturating_sub(1).max(1), (i0 + 1).min(NUM_SCALES - 1)] {
+                let k = unit_kl(s2, n, i);
+                if k < best.1 {
+                    best = (i, k);
+                }
+            }
+            if best.1 < ENC_SKIP_BITS {
+                return (0u8, 0u32, 0.0);
+            }
+            let count = ((best.1 / ENC_CHUNK_BITS).round() as usize)
+                .max(n.div_ceil(MAX_CHUNK))
+                .clamp(1, n) as u32;
+            // Index cost: the KL plus about one bit per chunk (measured overhead of ordered
+            // random coding at these chunk sizes).
+            (best.0 as u8, count, best.1 + f64::from(count))
+        })
+        .collect();
+    let side = Side {
+        scale: res.iter().map(|r| r.0).collect(),
+        count: res.iter().map(|r| r.1).collect(),
+    };
+    let mut c = BitCounter::default();
+    code_side(&mut c, &side, &l)?;
+    let bits = c.bits + res.iter().map(|r| r.2).sum::<f64>();
+    Ok(Plan {
+        layout: l,
+        m,
+        side,
+        members,
+        bits,
+    })
+}
+
+/// The encoder's choice of every chunk's candidate: ordered random coding, i.e. the index j
+/// maximising log q/p(candidate j) - ln T_j, T_j the arrival times of a unit-rate Poisson
+/// process (the encoder's own randomness).
+fn choose(inp: &StepInput, seed: u64, p: &Plan, table: &[f32], log2n: u8) -> Vec<u32> {
+    let n = inp.n;
+    let big_n = 1usize << log2n;
+    // The encoder's own randomness: a per-step table of unit exponentials; chunk c takes the
+    // inter-arrival times of its Poisson process from a window at its own random start (each
+    // chunk needs its own process: a shared one would bias every chunk the same way).
+    let expo: Vec<f32> = (0..TABLE_LEN)
+        .into_par_iter()
+        .map(|i| {
+            let r = prng(seed, DOM_ENC, n as u64, 0, i as u64, 0);
+            let uni = ((r >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            (-uni.ln()) as f32
+        })
+        .collect();
+    // Prefix sums of squares of the table: sum of v^2 over any window in O(1).
+    let mut sq = Vec::with_capacity(table.len() + 1);
+    let mut acc = 0f64;
+    sq.push(0f64);
+    for &v in table {
+        acc += f64::from(v) * f64::from(v);
+        sq.push(acc);
+    }
+    // (unit, q, chunk id) of every chunk.
+    let mut chunks = Vec::new();
+    let mut id = 0u64;
+    for (u, &s) in p.side.scale.iter().enumerate() {
+        if s != 0 {
+            for q in 0..p.side.count[u] as usize {
+                chunks.push((u, q, id));
+                id += 1;
+            }
+        }
+    }
+    chunks
+        .par_iter()
+        .map(|&(u, q, id)| {
+            let s = p.side.scale[u];
+            let t = sigma(usize::from(s));
+            let sd = f64::from(prior_sd(s));
+            let count = p.side.count[u] as usize;
+            let mem = &p.members[u];
+            let alpha = -0.5 * t * t;
+            let beta: Vec<f32> = chunk_of(mem, q, count)
+                .map(|i| (sd * f64::from(p.m[i])) as f32)
+                .collect();
+            // log q/p of any candidate is at most sum beta^2 / (4 |alpha|).
+            let bound = beta.iter().map(|&b| f64::from(b).powi(2)).sum::<f64>() / (-4.0 * alpha);
+            let d = beta.len();
+            let start = chunk_start(seed, n, id);
+            let e0 = (prng(seed, DOM_ENC, n as u64, 1, id, 0) % TABLE_LEN as u64) as usize;
+            let mut arrival = 0f64;
+            let mut best = (0u32, f64::NEG_INFINITY);
+            for j in 0..big_n {
+                arrival += f64::from(expo[(e0 + j) % TABLE_LEN]);
+                let g = -arrival.ln();
+                if g + bound < best.1 {
+                    break;
+                }
+                let o = window(start, j as u64, d);
+                let win = &table[o..o + d];
+                let mut dot = 0f32;
+                for (&v, &b) in win.iter().zip(&beta) {
+                    dot += v * b;
+                }
+                let score = alpha * (sq[o + d] - sq[o]) + f64::from(dot) + g;
+                if score > best.1 {
+                    best = (j as u32, score);
+                }
+            }
+            best.0
+        })
+        .collect()
+}
+
+impl StepCoder for Rcc {
+    fn kind(&self) -> u8 {
+        3
+    }
+
+    fn name(&self) -> &'static str {
+        "Gaussian (reverse-channel coded)"
+    }
+
+    fn encode(&self, inp: &StepInput, x: &[f32]) -> Result<Coded> {
+        let g = &inp.g;
+        let seed = inp.seed;
+        let gain = inp.co.f32s().3;
+        let mut zeros = Vec::new();
+        let xhat = tuq::xhat_of(inp, &mut zeros);
+        let r: Vec<f32> = x
+            .par_iter()
+            .zip(xhat.par_iter())
+            .map(|(&a, &b)| (a - b) * gain)
+            .collect();
+        let root12 = 12f32.sqrt();
+        let mut best: Option<Plan> = None;
+        for &b in &ENC_TILES {
+            if g.ph % b != 0 || g.pw % b != 0 {
+                continue;
+            }
+            let m: Vec<f32> = tuq::forward(&r, g, b).iter().map(|v| v * root12).collect();
+            for &rs in &ENC_REGIONS {
+                let p = plan(inp, m.clone(), Layout::new(g, b, rs))?;
+                if best.as_ref().map_or(true, |q| p.bits < q.bits) {
+                    best = Some(p);
+                }
+            }
+        }
+        let p = best.ok_or_else(|| {
+            Error::param(format!(
+                "padded size {}x{} has no allowed tile size",
+                g.pw, g.ph
+            ))
+        })?;
+        let table = step_table(seed, inp.n);
+        let index = choose(inp, seed, &p, &table, ENC_LOG2N);
+        let mut w = RangeWriter::new();
+        code_side(&mut w, &p.side, &p.layout)?;
+        let side_bits = w.ideal_bits;
+        let mut im = AdaptiveModel::new(usize::from(ENC_LOG2N) + 1);
+        for &j in &index {
+            put_class(&mut w, &mut im, j)?;
+        }
+        let ideal_bits = w.ideal_bits;
+        let body = Body {
+            tile: p.layout.b as u8,
+            region: p.layout.r as u16,
+            log2n: ENC_LOG2N,
+            words: w.finish(),
+        };
+        let wv = sample(inp, seed, &p.members, &p.side, &index, &table);
+        let sd = inp.co.var.sqrt() as f32;
+        let z = tuq::inverse_update(inp, xhat, &wv, p.layout.b, sd);
+        Ok(Coded {
+            body: body.to_bytes(),
+            z,
+            stats: StepStats {
+                ideal_bits,
+                side_bits,
+                block: p.layout.b,
+                k_max: 0,
+                skipped: p.side.scale.iter().filter(|&&s| s == 0).count(),
+                units: p.side.scale.len(),
+            },
+        })
+    }
+
+    fn decode(&self, inp: &StepInput, body: &[u8]) -> Result<(Vec<f32>, Vec<i32>)> {
+        let c = Body::parse(body)?;
+        let g = &inp.g;
+        let b = usize::from(c.tile);
+        if g.ph % b != 0 || g.pw % b != 0 {
+            return Err(Error::format(format!(
+                "tile size {b} does not divide the padded size {}x{}",
+                g.pw, g.ph
+            )));
+        }
+        let l = Layout::new(g, b, usize::from(c.region));
+        let members = unit_members(inp, &l);
+        let mut r = RangeReader::new(c.words)?;
+        let side = read_side(&mut r, &l, &members)?;
+        let chunks: u64 = side.count.iter().map(|&v| u64::from(v)).sum();
+        let mut im = AdaptiveModel::new(usize::from(c.log2n) + 1);
+        let mut index = Vec::with_capacity(chunks.min(1 << 24) as usize);
+        for _ in 0..chunks {
+            let j = get_class(&mut r, &mut im)?;
+            index.push(j);
+        }
+        let table = step_table(inp.seed, inp.n);
+        let w = sample(inp, inp.seed, &members, &side, &index, &table);
+        let mut zeros = Vec::new();
+        let xhat = tuq::xhat_of(inp, &mut zeros);
+        let sd = inp.co.var.sqrt() as f32;
+        let z = tuq::inverse_update(inp, xhat, &w, b, sd);
+        let mut sym: Vec<i32> = side.scale.iter().map(|&s| i32::from(s)).collect();
+        sym.extend(side.count.iter().map(|&v| v as i32));
+        sym.extend(index.iter().map(|&v| v as i32));
+        Ok((z, sym))
+    }
+
+    fn describe(&self, body: &[u8]) -> Result<BodyInfo> {
+        let c = Body::parse(body)?;
+        Ok(BodyInfo {
+            block: u16::from(c.tile),
+            k_max: u16::from(c.log2n),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diffusion::{abar_table, StepCoeffs};
+    use crate::step::{dither_levels, Geometry};
+
+    /// The coded latent has the posterior's mean and variance: (z' - mu_q) / sqrt(var) is
+    /// standard normal over the image; and the decoder rebuilds the encoder's latent exactly.
+    #[test]
+    fn coded_latent_has_the_posterior_marginals() {
+        let g = Geometry {
+            h: 64,
+            w: 96,
+            ph: 64,
+            pw: 96,
+        };
+        let tab = abar_table();
+        for (t, s) in [(1000usize, 400usize), (400, 150), (150, 50)] {
+            let co = StepCoeffs::new(tab[t], tab[s]);
+            let x: Vec<f32> = (0..g.len())
+                .map(|i| (((i * 7919) % 255) as f32 / 127.5 - 1.0) * 0.8)
+                .collect();
+            let xhat: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v + 0.2 * ((i * 104_729 % 17) as f32 / 8.0 - 1.0)).clamp(-1.0, 1.0))
+                .collect();
+            let z: Vec<f32> = (0..g.len())
+                .map(|i| crate::diffusion::normal(3, 9, 0, 0, 0, i))
+                .collect();
+            let levels = dither_levels(1, 1, &g);
+            let inp = StepInput {
+                g,
+                n: 1,
+                seed: 11,
+                co,
+                z: &z,
+                xhat: Some(&xhat),
+                levels: &levels,
+            };
+            let coded = Rcc.encode(&inp, &x).unwrap();
+            let (cx, cz, _, _) = co.f32s();
+            let sd = co.var.sqrt() as f32;
+            let e: Vec<f64> = (0..g.len())
+                .map(|i| f64::from((coded.z[i] - (cx * x[i] + cz * z[i])) / sd))
+                .collect();
+            let mean = e.iter().sum::<f64>() / e.len() as f64;
+            let var = e.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / e.len() as f64;
+            // The sample carries the information: e is uncorrelated with m = (mu_q - mu_p) / sd.
+            let m: Vec<f64> = (0..g.len())
+                .map(|i| f64::from(cx * (x[i] - xhat[i]) / sd))
+                .collect();
+            let slope = e.iter().zip(&m).map(|(a, b)| a * b).sum::<f64>()
+                / m.iter().map(|b| b * b).sum::<f64>();
+            let m2 = m.iter().map(|b| b * b).sum::<f64>() / m.len() as f64;
+            eprintln!("t {t}: mean {mean} var {var} slope {slope} mean m^2 {m2}");
+            assert!(mean.abs() < 0.03, "t {t}: mean {mean}");
+            assert!((var - 1.0).abs() < 0.06, "t {t}: variance {var}");
+            let (z2, _) = Rcc.decode(&inp, &coded.body).unwrap();
+            assert!(z2 == coded.z, "t {t}: decoder differs from encoder");
+        }
+    }
+}
