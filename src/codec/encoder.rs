@@ -150,7 +150,7 @@ pub(crate) fn encode_resumable(
         let levels = step::dither_levels(seed, n, &g);
         let inp = StepInput {
             g,
-            seed: seed,
+            seed,
             n,
             co,
             z: &z,
