@@ -10,20 +10,26 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod convert;
 mod decoder;
 mod encoder;
+mod inspect;
 mod lossless;
+mod rate;
+mod recon;
 
 pub use decoder::Decoder;
+pub use inspect::{chunk_ends, inspect, ChunkInfo, FileInfo};
+pub use rate::{preset_schedule, schedule_to};
 
-use image::{DynamicImage, GenericImageView};
+pub(crate) use convert::{crop_pred, to_image, ImageData};
+pub(crate) use recon::{denoise, reconstruct};
 
-use crate::diffusion::{
-    abar_table, logsnr, normal, SchedulePoint, StepCoeffs, LADDER, PRESETS, RECON_LADDER,
-};
-use crate::format::{self, kind, Colour, Header, StepChunk};
+use image::DynamicImage;
+
+use crate::diffusion::SchedulePoint;
+use crate::format;
 use crate::model::Denoiser;
-use crate::step::{self, Geometry};
 use crate::{Error, Result};
 
 /// Encoder options.
@@ -132,188 +138,6 @@ pub struct StepImage {
     pub lossless: bool,
 }
 
-/// 8-bit input, planar 3 x h x w.
-pub(crate) struct ImageData {
-    pub width: usize,
-    pub height: usize,
-    pub colour: Colour,
-    pub source_depth: u8,
-    pub pixels: Vec<u8>,
-    pub notices: Vec<String>,
-}
-
-impl ImageData {
-    fn from_dynamic(img: &DynamicImage) -> Result<Self> {
-        let (w, h) = img.dimensions();
-        if w == 0 || h == 0 || w > format::limits::MAX_SIDE || h > format::limits::MAX_SIDE {
-            return Err(Error::param(format!(
-                "image size {w}x{h} (allowed 1..={} per side)",
-                format::limits::MAX_SIDE
-            )));
-        }
-        let (w, h) = (w as usize, h as usize);
-        let ct = img.color();
-        let mut notices = Vec::new();
-        if ct.has_alpha() {
-            notices.push("alpha channel dropped (ddpmc codes colour only)".to_string());
-        }
-        let depth = (ct.bits_per_pixel() / u16::from(ct.channel_count())) as u8;
-        if depth > 8 {
-            notices.push(format!("{depth}-bit samples reduced to 8-bit"));
-        }
-        let gray = !ct.has_color();
-        let mut pixels = vec![0u8; 3 * h * w];
-        if gray {
-            let l = img.to_luma8();
-            for c in 0..3 {
-                pixels[c * h * w..(c + 1) * h * w].copy_from_slice(l.as_raw());
-            }
-        } else {
-            let rgb = img.to_rgb8();
-            for (i, p) in rgb.pixels().enumerate() {
-                for c in 0..3 {
-                    pixels[c * h * w + i] = p[c];
-                }
-            }
-        }
-        Ok(ImageData {
-            width: w,
-            height: h,
-            colour: if gray { Colour::Gray } else { Colour::Rgb },
-            source_depth: depth.max(8),
-            pixels,
-            notices,
-        })
-    }
-}
-
-/// Clipped network x0 estimate at schedule point `p` (SPEC §6.1).
-pub(crate) fn denoise(
-    model: &dyn Denoiser,
-    z: &[f32],
-    p: &SchedulePoint,
-    g: &Geometry,
-) -> Result<Vec<f32>> {
-    step::clip(model.predict_x0(z, g.ph, g.pw, p.abar, p.logsnr)?, g)
-}
-
-/// 8-bit planar unpadded samples from a padded x0 estimate.
-pub(crate) fn crop_pred(x0: &[f32], g: &Geometry) -> Vec<u8> {
-    let mut out = Vec::with_capacity(3 * g.h * g.w);
-    for c in 0..3 {
-        for y in 0..g.h {
-            for x in 0..g.w {
-                out.push(lossless::predict(x0[g.idx(c, y, x)]));
-            }
-        }
-    }
-    out
-}
-
-/// Planar 3 x h x w samples to an image of the header's colour type (gray: channel mean).
-pub(crate) fn to_image(pix: &[u8], h: &Header, g: &Geometry) -> DynamicImage {
-    let n = g.h * g.w;
-    match h.colour {
-        Colour::Gray => {
-            let v: Vec<u8> = (0..n)
-                .map(|i| {
-                    let s = u32::from(pix[i]) + u32::from(pix[n + i]) + u32::from(pix[2 * n + i]);
-                    ((s + 1) / 3) as u8
-                })
-                .collect();
-            DynamicImage::ImageLuma8(
-                image::GrayImage::from_raw(g.w as u32, g.h as u32, v).expect("size matches"),
-            )
-        }
-        Colour::Rgb => {
-            let mut v = Vec::with_capacity(3 * n);
-            for i in 0..n {
-                v.extend_from_slice(&[pix[i], pix[n + i], pix[2 * n + i]]);
-            }
-            DynamicImage::ImageRgb8(
-                image::RgbImage::from_raw(g.w as u32, g.h as u32, v).expect("size matches"),
-            )
-        }
-    }
-}
-
-/// Reconstruction from the latent at point `p` (SPEC §11).
-pub(crate) fn reconstruct(
-    model: &dyn Denoiser,
-    z: &[f32],
-    p: &SchedulePoint,
-    xhat: &[f32],
-    recon: Recon,
-    seed: u64,
-    g: &Geometry,
-) -> Result<Vec<f32>> {
-    if recon == Recon::Denoise {
-        return Ok(xhat.to_vec());
-    }
-    let tab = abar_table();
-    let mut z = z.to_vec();
-    let mut x0 = xhat.to_vec();
-    let mut ab = p.abar;
-    for (i, &t) in RECON_LADDER.iter().enumerate() {
-        let ab2 = tab[t as usize];
-        if ab2 <= ab {
-            continue;
-        }
-        match recon {
-            Recon::Flow => {
-                let (sa, sb) = (ab.sqrt() as f32, (1.0 - ab).sqrt() as f32);
-                let (sa2, sb2) = (ab2.sqrt() as f32, (1.0 - ab2).sqrt() as f32);
-                for (zi, &xi) in z.iter_mut().zip(&x0) {
-                    let eps = (*zi - sa * xi) / sb;
-                    *zi = sa2 * xi + sb2 * eps;
-                }
-            }
-            _ => {
-                let co = StepCoeffs::new(ab, ab2);
-                let (cx, cz) = (co.cx as f32, co.cz as f32);
-                let sd = co.var.sqrt() as f32;
-                for c in 0..3 {
-                    for y in 0..g.ph {
-                        for x in 0..g.pw {
-                            let k = g.idx(c, y, x);
-                            let nz =
-                                normal(seed, crate::diffusion::domain::SAMPLE, i as u64, c, y, x);
-                            z[k] = cx * x0[k] + cz * z[k] + sd * nz;
-                        }
-                    }
-                }
-            }
-        }
-        ab = ab2;
-        let pt = SchedulePoint {
-            t: f64::from(t),
-            abar: ab2,
-            logsnr: logsnr(ab2),
-        };
-        x0 = denoise(model, &z, &pt, g)?;
-    }
-    Ok(x0)
-}
-
-/// The preset schedule of quality `q` (1..=[`PRESETS`]).
-pub fn preset_schedule(q: u8) -> Result<Vec<SchedulePoint>> {
-    if !(1..=PRESETS).contains(&q) {
-        return Err(Error::param(format!("quality {q} (allowed 1..={PRESETS})")));
-    }
-    Ok(LADDER[..=q as usize]
-        .iter()
-        .map(|&t| SchedulePoint::at(t))
-        .collect())
-}
-
-/// The rate-control schedule of `q` ladder steps whose last step is stretched to end at
-/// log-SNR `lambda`: 1000, the ladder points 1..q-1, then `lambda`.
-pub fn schedule_to(q: usize, lambda: f64) -> Vec<SchedulePoint> {
-    let mut s: Vec<SchedulePoint> = LADDER[..q].iter().map(|&t| SchedulePoint::at(t)).collect();
-    s.push(SchedulePoint::from_logsnr(lambda));
-    s
-}
-
 /// Encode an image.
 pub fn encode(img: &DynamicImage, model: &dyn Denoiser, opts: &EncodeOptions) -> Result<Vec<u8>> {
     Ok(encode_with_report(img, model, opts, &mut |_, _| {})?.0)
@@ -362,7 +186,7 @@ pub fn encode_with_report(
                 ));
             }
             let target = (b * (data.width * data.height) as f64 / 8.0).floor() as usize;
-            rate_control(&data, model, target, &chain, progress)?
+            rate::rate_control(&data, model, target, &chain, progress)?
         }
     };
     let report = EncodeReport {
@@ -372,80 +196,6 @@ pub fn encode_with_report(
         end_logsnr: lambda,
     };
     Ok((enc.bytes, report))
-}
-
-/// Rate control (SPEC §12, informative): one encode of the full ladder gives the size of
-/// every preset (their chunks are prefixes of it); the last step of the largest preset that
-/// fits is then stretched, bisecting its end point in log-SNR on real sizes.
-fn rate_control(
-    data: &ImageData,
-    model: &dyn Denoiser,
-    target: usize,
-    chain: &encoder::ChainOpts,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<(encoder::Encoded, f64)> {
-    let tab = abar_table();
-    let full = preset_schedule(PRESETS)?;
-    let top = usize::from(PRESETS);
-    let enc = encoder::encode_resumable(data, model, &full, chain, progress, None, true)?;
-    // Size of preset q = preamble + HEAD with q + 1 points + first q STEP chunks + END.
-    let head_full = 12 + Header::fixed_len() + 24 * full.len();
-    let mut fits = 0;
-    for q in 1..=top {
-        let steps: usize = enc.steps[..q].iter().map(|s| s.chunk_bytes).sum();
-        let size = format::PREAMBLE_LEN + head_full - 24 * (top - q) + steps + 12;
-        if size <= target {
-            fits = q;
-        }
-    }
-    let q = fits.max(1);
-    // Bracket of the stretched end point.
-    let lo = if fits == 0 {
-        logsnr(tab[900])
-    } else {
-        full[q].logsnr
-    };
-    let hi = logsnr(tab[1]);
-    // Every trial shares the first q - 1 steps with the full ladder: resume after them.
-    let snap = &enc.snapshots[q - 1];
-    let run = |l: f64, progress: &mut dyn FnMut(usize, usize)| {
-        let s = schedule_to(q, l);
-        encoder::encode_resumable(data, model, &s, chain, progress, Some(snap), false)
-    };
-    let mut best = if fits == 0 {
-        let e = run(lo, progress)?;
-        if e.bytes.len() > target {
-            return Err(Error::param(format!(
-                "target of {target} bytes is below the smallest file for this image ({} bytes, {:.4} bpp)",
-                e.bytes.len(),
-                e.bytes.len() as f64 * 8.0 / (data.width * data.height) as f64
-            )));
-        }
-        (e, lo)
-    } else {
-        let e = encoder::encode_resumable(
-            data,
-            model,
-            &full[..=q],
-            chain,
-            progress,
-            Some(snap),
-            false,
-        )?;
-        (e, full[q].logsnr)
-    };
-    let (mut lo, mut hi) = (lo, hi);
-    for _ in 0..9 {
-        let mid = 0.5 * (lo + hi);
-        let e = run(mid, progress)?;
-        if e.bytes.len() <= target {
-            lo = mid;
-            best = (e, mid);
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(best)
 }
 
 /// Decode `bytes` (whole chunks; a truncated file decodes its complete steps), stopping after
@@ -493,154 +243,6 @@ pub fn decode_all_steps(
     }
     d.push(&bytes[pos..])?;
     Ok(out)
-}
-
-/// Offsets just after the preamble and after each chunk, following length fields only (no
-/// checks: the decoder checks).
-pub fn chunk_ends(bytes: &[u8]) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut pos = format::PREAMBLE_LEN;
-    if bytes.len() < pos {
-        return out;
-    }
-    out.push(pos);
-    while bytes.len() >= pos + 8 {
-        let n = u32::from_le_bytes([
-            bytes[pos + 4],
-            bytes[pos + 5],
-            bytes[pos + 6],
-            bytes[pos + 7],
-        ]) as usize;
-        let end = pos.saturating_add(12).saturating_add(n);
-        if end > bytes.len() {
-            break;
-        }
-        out.push(end);
-        pos = end;
-    }
-    out
-}
-
-/// One chunk of a file, as listed by [`inspect`].
-#[derive(Clone, Debug)]
-pub struct ChunkInfo {
-    /// Chunk type as text.
-    pub kind: String,
-    /// Offset of the chunk's first byte.
-    pub offset: usize,
-    /// Total bytes (12 + payload).
-    pub len: usize,
-    /// For STEP chunks: coder kind, block (or tile) size and K.
-    pub step: Option<(u8, u16, u16)>,
-}
-
-/// What a file holds, without decoding (for `ddpmc info` and benchmarks).
-#[derive(Clone, Debug)]
-pub struct FileInfo {
-    /// The header.
-    pub header: Header,
-    /// Chunks in order.
-    pub chunks: Vec<ChunkInfo>,
-    /// Total bytes.
-    pub total_bytes: usize,
-    /// True when the END chunk is present.
-    pub complete: bool,
-}
-
-impl FileInfo {
-    /// Per STEP chunk: (its bytes, the byte length of the file truncated after it).
-    pub fn step_bytes(&self) -> Vec<(usize, usize)> {
-        self.chunks
-            .iter()
-            .filter(|c| c.kind == "STEP")
-            .map(|c| (c.len, c.offset + c.len))
-            .collect()
-    }
-}
-
-/// Read the header and chunk table of a file. Checks the signature, the CRCs, the header,
-/// every STEP body's fixed fields and the chunk order of SPEC §3.3 (as the decoder does).
-pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
-    let major = format::check_preamble(bytes)?;
-    let mut pos = format::PREAMBLE_LEN;
-    let mut header: Option<Header> = None;
-    let mut chunks = Vec::new();
-    let mut complete = false;
-    let mut steps = 0usize;
-    let mut loss = false;
-    while let Some(c) = format::read_chunk(&bytes[pos..])? {
-        let name = String::from_utf8_lossy(&c.kind).into_owned();
-        if header.is_none() && c.kind != kind::HEAD && format::is_critical(c.kind) {
-            return Err(Error::format(format!(
-                "chunk {name:?} before the header (the first critical chunk must be HEAD)"
-            )));
-        }
-        let total = header.as_ref().map_or(0, Header::steps);
-        let mut step = None;
-        match c.kind {
-            kind::HEAD => {
-                if header.is_some() {
-                    return Err(Error::format("second HEAD chunk"));
-                }
-                header = Some(Header::parse(c.payload)?);
-            }
-            kind::STEP => {
-                let s = StepChunk::parse(c.payload)?;
-                if usize::from(s.index) != steps || steps >= total || loss {
-                    return Err(Error::format(format!(
-                        "STEP chunk with index {} (expected {steps} of the header's {total} steps, before LOSS)",
-                        s.index
-                    )));
-                }
-                if major < 2 && s.coder != 1 {
-                    return Err(Error::format(format!(
-                        "step coder kind {} in a version-{major} file (version 1 has kind 1 only)",
-                        s.coder
-                    )));
-                }
-                let b = step::coder(s.coder)?.describe(&s.body)?;
-                step = Some((s.coder, b.block, b.k_max));
-                steps += 1;
-            }
-            kind::LOSS => {
-                if steps != total || loss {
-                    return Err(Error::format(
-                        "LOSS chunk out of place (it must follow the last STEP, once)",
-                    ));
-                }
-                loss = true;
-            }
-            kind::END => {
-                if steps != total {
-                    return Err(Error::format(format!("END after {steps} of {total} steps")));
-                }
-                complete = true;
-            }
-            k if format::is_critical(k) => {
-                return Err(Error::format(format!(
-                    "unknown critical chunk {name:?} (this decoder knows HEAD, STEP, LOSS, END)"
-                )))
-            }
-            _ => {}
-        }
-        chunks.push(ChunkInfo {
-            kind: name,
-            offset: pos,
-            len: c.len,
-            step,
-        });
-        pos += c.len;
-        if complete {
-            break;
-        }
-    }
-    let header = header.ok_or_else(|| Error::format("no HEAD chunk"))?;
-    Ok(FileInfo {
-        header,
-        chunks,
-        total_bytes: bytes.len(),
-        complete,
-    })
 }
 
 /// Encode along an explicit schedule (entry 0 = the start point, t = 1000), seed 0, no
