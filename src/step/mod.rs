@@ -154,6 +154,22 @@ pub(crate) fn coder(kind: u8) -> Result<&'static dyn StepCoder> {
         })
 }
 
+/// Append a body's word count (u32) and its words (u32 LE each), SPEC §4.3.
+pub(crate) fn put_words(o: &mut Vec<u8>, words: &[u32]) {
+    o.extend_from_slice(&(words.len() as u32).to_le_bytes());
+    for w in words {
+        o.extend_from_slice(&w.to_le_bytes());
+    }
+}
+
+/// Read a body's word count and words, and check that nothing follows.
+pub(crate) fn read_words(r: &mut crate::format::Reader) -> Result<Vec<u32>> {
+    let n = r.u32()?;
+    let words = r.words(n)?;
+    r.done()?;
+    Ok(words)
+}
+
 /// Clip a network output to [-1, 1] (NaN -> 0) and check its length.
 pub(crate) fn clip(mut v: Vec<f32>, g: &Geometry) -> Result<Vec<f32>> {
     if v.len() != g.len() {

@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::tuq::{self, Layout, MAX_REGION, TILE_SIZES};
+use super::tuq::{self, Layout};
 use super::{BodyInfo, Coded, StepCoder, StepInput, StepStats};
 use crate::diffusion::{gauss_table, prng};
 use crate::entropy::{
@@ -65,37 +65,20 @@ impl Body {
         o.push(self.tile);
         o.extend_from_slice(&self.region.to_le_bytes());
         o.push(self.log2n);
-        o.extend_from_slice(&(self.words.len() as u32).to_le_bytes());
-        for w in &self.words {
-            o.extend_from_slice(&w.to_le_bytes());
-        }
+        super::put_words(&mut o, &self.words);
         o
     }
 
     fn parse(body: &[u8]) -> Result<Body> {
         let mut r = Reader::new(body, "STEP");
-        let tile = r.u8()?;
-        if !TILE_SIZES.contains(&usize::from(tile)) {
-            return Err(Error::format(format!(
-                "tile size {tile} (allowed {TILE_SIZES:?})"
-            )));
-        }
-        let region = r.u16()?;
-        let rs = usize::from(region);
-        if rs == 0 || rs > MAX_REGION || rs % usize::from(tile) != 0 {
-            return Err(Error::format(format!(
-                "region size {region} (allowed: a multiple of the tile size {tile}, at most {MAX_REGION})"
-            )));
-        }
+        let (tile, region) = tuq::read_tile_region(&mut r)?;
         let log2n = r.u8()?;
         if !(1..=MAX_LOG2N).contains(&log2n) {
             return Err(Error::format(format!(
                 "log2 of the candidate count {log2n} (allowed 1..={MAX_LOG2N})"
             )));
         }
-        let n = r.u32()?;
-        let words = r.words(n)?;
-        r.done()?;
+        let words = super::read_words(&mut r)?;
         Ok(Body {
             tile,
             region,

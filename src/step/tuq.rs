@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// Tile sizes a file may use (SPEC §6.7).
 pub(crate) const TILE_SIZES: [usize; 3] = [4, 8, 16];
 /// Largest region side (SPEC §6.8).
-pub(crate) const MAX_REGION: usize = 256;
+const MAX_REGION: usize = 256;
 /// Region sides the encoder tries.
 const REGIONS: [usize; 4] = [16, 32, 64, 128];
 
@@ -41,28 +41,13 @@ impl Body {
         o.extend_from_slice(&self.region.to_le_bytes());
         o.extend_from_slice(&self.k_max.to_le_bytes());
         o.push(self.context);
-        o.extend_from_slice(&(self.words.len() as u32).to_le_bytes());
-        for w in &self.words {
-            o.extend_from_slice(&w.to_le_bytes());
-        }
+        super::put_words(&mut o, &self.words);
         o
     }
 
     fn parse(body: &[u8]) -> Result<Body> {
         let mut r = Reader::new(body, "STEP");
-        let tile = r.u8()?;
-        if !TILE_SIZES.contains(&usize::from(tile)) {
-            return Err(Error::format(format!(
-                "tile size {tile} (allowed {TILE_SIZES:?})"
-            )));
-        }
-        let region = r.u16()?;
-        let rs = usize::from(region);
-        if rs == 0 || rs > MAX_REGION || rs % usize::from(tile) != 0 {
-            return Err(Error::format(format!(
-                "region size {region} (allowed: a multiple of the tile size {tile}, at most {MAX_REGION})"
-            )));
-        }
+        let (tile, region) = read_tile_region(&mut r)?;
         let k_max = r.u16()?;
         if k_max == 0 || u32::from(k_max) > K_MAX {
             return Err(Error::Limits(format!(
@@ -75,9 +60,7 @@ impl Body {
                 "context mode {context} (allowed 0 or 1)"
             )));
         }
-        let n = r.u32()?;
-        let words = r.words(n)?;
-        r.done()?;
+        let words = super::read_words(&mut r)?;
         Ok(Body {
             tile,
             region,
@@ -86,6 +69,24 @@ impl Body {
             words,
         })
     }
+}
+
+/// Tile size B and region size R of a kind-2 or kind-3 body, checked (SPEC §4.3).
+pub(crate) fn read_tile_region(r: &mut Reader) -> Result<(u8, u16)> {
+    let tile = r.u8()?;
+    if !TILE_SIZES.contains(&usize::from(tile)) {
+        return Err(Error::format(format!(
+            "tile size {tile} (allowed {TILE_SIZES:?})"
+        )));
+    }
+    let region = r.u16()?;
+    let rs = usize::from(region);
+    if rs == 0 || rs > MAX_REGION || rs % usize::from(tile) != 0 {
+        return Err(Error::format(format!(
+            "region size {region} (allowed: a multiple of the tile size {tile}, at most {MAX_REGION})"
+        )));
+    }
+    Ok((tile, region))
 }
 
 /// cos(pi m / (2 b)), normative (SPEC §6.9): reduced to [0, pi/2] by symmetry, then a

@@ -31,10 +31,7 @@ impl Body {
         let mut o = Vec::with_capacity(8 + 4 * self.words.len());
         o.extend_from_slice(&self.block.to_le_bytes());
         o.extend_from_slice(&self.k_max.to_le_bytes());
-        o.extend_from_slice(&(self.words.len() as u32).to_le_bytes());
-        for w in &self.words {
-            o.extend_from_slice(&w.to_le_bytes());
-        }
+        super::put_words(&mut o, &self.words);
         o
     }
 
@@ -53,9 +50,7 @@ impl Body {
                 "symbol half-width K {k_max} (allowed 1..={K_MAX})"
             )));
         }
-        let n = r.u32()?;
-        let words = r.words(n)?;
-        r.done()?;
+        let words = super::read_words(&mut r)?;
         Ok(Body {
             block,
             k_max,
