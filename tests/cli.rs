@@ -283,3 +283,36 @@ fn full_disk_fails_and_keeps_the_old_output() {
     .unwrap();
     assert!(!o.status.success());
 }
+
+#[test]
+fn hostile_inputs_fail_at_once() {
+    // An endless non-ddpmc input is refused on its first bytes (no unbounded read).
+    if Path::new("/dev/zero").exists() {
+        for cmd in ["info", "decode"] {
+            let o = ddpmc(
+                &[cmd, "/dev/zero", "--model", TINY][..if cmd == "info" { 2 } else { 4 }],
+                None,
+            );
+            assert!(!o.status.success());
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("not a ddpmc file") && err.contains("/dev/zero"),
+                "{err}"
+            );
+        }
+    }
+    // --steps 0 is a usage error, not a file error.
+    let o = ddpmc(&["decode", "x.ddpmc", "--steps", "0"], None);
+    assert_eq!(o.status.code(), Some(2));
+    // The source image is never the output, even with --force.
+    let src = tmp("self.png");
+    std::fs::copy(root().join("samples/kodim19_odd.png"), &src).unwrap();
+    let before = std::fs::read(&src).unwrap();
+    let o = ddpmc(
+        &["encode", s(&src), "-o", s(&src), "--force", "--model", TINY],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is the input image"));
+    assert_eq!(std::fs::read(&src).unwrap(), before);
+}

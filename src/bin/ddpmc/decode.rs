@@ -24,9 +24,9 @@ pub struct Args {
     /// .decoded.png].
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Decode only the first N steps [default: all].
-    #[arg(long)]
-    steps: Option<usize>,
+    /// Decode only the first N steps (N >= 1) [default: all].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    steps: Option<u64>,
     /// Reconstruction after the last decoded step.
     #[arg(long, value_enum, default_value = "denoise")]
     recon: ReconArg,
@@ -60,7 +60,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             out.display()
         ))
     })?;
-    let bytes = std::fs::read(&a.input)?;
+    let bytes = crate::read_ddpmc(&a.input)?;
     let model = crate::load_model(a.model.as_deref())?;
     let recon = match a.recon {
         ReconArg::Denoise => Recon::Denoise,
@@ -70,8 +70,9 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     if let Some(dir) = &a.frames {
         std::fs::create_dir_all(dir)?;
     }
+    let steps = a.steps.map(|s| s as usize);
     let mut d = Decoder::new(model.as_ref());
-    d.set_max_steps(a.steps);
+    d.set_max_steps(steps);
     let bar = (!a.quiet).then(|| crate::bar(0, "decoding"));
     let mut pos = 0;
     let mut failure = None;
@@ -83,7 +84,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         }
         pos = end;
         if let (Some(b), Some(t)) = (&bar, d.steps_total()) {
-            b.set_length(a.steps.map_or(t, |s| s.min(t)) as u64);
+            b.set_length(steps.map_or(t, |s| s.min(t)) as u64);
             b.set_position(d.steps_done() as u64);
         }
         if let Some(dir) = &a.frames {

@@ -48,6 +48,14 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         .clone()
         .unwrap_or_else(|| a.input.with_extension("ddpmc"));
     crate::check_overwrite(&out, a.force)?;
+    if let (Ok(i), Ok(o)) = (a.input.canonicalize(), out.canonicalize()) {
+        if i == o {
+            return Err(ddpmc::Error::Parameter(format!(
+                "the output {} is the input image (choose another -o)",
+                out.display()
+            )));
+        }
+    }
     let img = image::open(&a.input)?;
     let model = crate::load_model(a.model.as_deref())?;
     let opts = EncodeOptions {

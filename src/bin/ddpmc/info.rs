@@ -17,7 +17,7 @@ pub struct Args {
 
 /// Run the command.
 pub fn run(a: Args) -> ddpmc::Result<()> {
-    let bytes = std::fs::read(&a.input)?;
+    let bytes = crate::read_ddpmc(&a.input)?;
     let info = inspect(&bytes)?;
     let h = &info.header;
     let px = f64::from(h.width) * f64::from(h.height);

@@ -85,6 +85,46 @@ pub(crate) fn image_bytes(
     Ok(buf.into_inner())
 }
 
+/// Largest .ddpmc file the commands read (SPEC §9 bounds every chunk to 2^30 bytes; a file
+/// of S = 32 steps at the largest image stays far below this).
+const MAX_FILE: u64 = 1 << 32;
+
+/// Read a .ddpmc file: the signature is checked on the first bytes before the rest is read,
+/// and at most [`MAX_FILE`] bytes are read, so `/dev/zero` or a huge non-ddpmc file fails at
+/// once instead of filling memory. Errors name the path.
+pub(crate) fn read_ddpmc(path: &Path) -> ddpmc::Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |e: std::io::Error| {
+        ddpmc::Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot read {}: {e}", path.display()),
+        ))
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::with_capacity(ddpmc::format::PREAMBLE_LEN);
+    (&mut f)
+        .take(ddpmc::format::PREAMBLE_LEN as u64)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if !ddpmc::format::SIGNATURE.starts_with(&bytes[..bytes.len().min(8)]) {
+        return Err(ddpmc::Error::Format(format!(
+            "{} is not a ddpmc file (signature mismatch)",
+            path.display()
+        )));
+    }
+    (&mut f)
+        .take(MAX_FILE + 1 - bytes.len() as u64)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(ddpmc::Error::Limits(format!(
+            "{} is larger than {MAX_FILE} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Refuse to overwrite `out` unless `force`.
 pub(crate) fn check_overwrite(out: &Path, force: bool) -> ddpmc::Result<()> {
     if out.exists() && !force {
