@@ -288,8 +288,8 @@ impl AdaptiveModel {
     }
 }
 
-/// Where symbols go: a real range coder or a bit counter (the `StepCoder` writer of
-/// DESIGN §2b).
+/// Where symbols go: a real range coder or a bit counter; every step coder of `crate::step`
+/// writes through it, so its size estimates and its real bits share one path.
 pub trait SymbolSink {
     /// Code symbol `s` under `model`.
     fn put(&mut self, model: &Model, s: usize) -> Result<()>;

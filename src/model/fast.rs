@@ -1,4 +1,4 @@
-//! Stage 2 (SPEC §7): the fast forward pass of the v-prediction U-Net, NHWC throughout.
+//! Stage 2 (SPEC §4.1, §6.4): the fast forward pass of the v-prediction U-Net, NHWC throughout.
 //!
 //! The same network as [`super::unet::UNet::forward`] (same safetensors keys, same weights),
 //! run on the NHWC kernels of [`super::kernels`] through the candle custom ops of

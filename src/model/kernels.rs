@@ -1,4 +1,4 @@
-//! Stage 2 (SPEC §7): NHWC compute kernels for the fast path of the epsilon-model.
+//! Stage 2 (SPEC §4.1, §6.4): NHWC compute kernels for the fast path of the epsilon-model.
 //!
 //! Activations are NHWC (`[n, h, w, c]`, a pixel's channels contiguous) so that every layer
 //! reads and writes the same layout and nothing converts between layers.

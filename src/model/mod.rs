@@ -1,4 +1,4 @@
-//! Stage 2: the epsilon-model (SPEC §7). The network only moves the model mean of a coding
+//! Stage 2: the epsilon-model (SPEC §4.1, §6.4). The network only moves the model mean of a coding
 //! step; no probability depends on it (invariant D).
 
 use crate::Result;

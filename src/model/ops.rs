@@ -1,4 +1,4 @@
-//! Stage 2 (SPEC §7): the NHWC kernels of `super::kernels` as candle custom ops.
+//! Stage 2 (SPEC §4.1, §6.4): the NHWC kernels of `super::kernels` as candle custom ops.
 //!
 //! Tensors here are NHWC `(n, h, w, c)` f32 on the CPU, contiguous. Each op checks its
 //! inputs' shapes and returns a candle error (never panics) when they do not fit.

@@ -1,4 +1,4 @@
-//! Stage 2: the v-prediction U-Net (SPEC §7), a candle mirror of `train/model.py`.
+//! Stage 2: the v-prediction U-Net (SPEC §4.1, §6.4), a candle mirror of `train/model.py`.
 //!
 //! Module and parameter names equal the safetensors keys written by `train/export.py`
 //! (`down_blocks.0.0.conv1.weight`, ...). Layout, from fine to coarse and back:

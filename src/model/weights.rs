@@ -1,4 +1,4 @@
-//! Stage 2: weights files (SPEC §7): safetensors header checks, strict loading, the model id
+//! Stage 2: weights files (SPEC §4.1, §6.4): safetensors header checks, strict loading, the model id
 //! and the embedded default model.
 //!
 //! A weights file is safetensors as written by `train/export.py`: float tensors named like the
