@@ -1,4 +1,4 @@
-//! The epsilon-model (SPEC §7): candle against the PyTorch parity vector, the model id, strict
+//! The epsilon-model (SPEC §4.1, §6.4): candle against the PyTorch parity vector, the model id, strict
 //! and panic-free loading of weights files, thread-count independence and tiled evaluation.
 
 use std::collections::HashMap;
