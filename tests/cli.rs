@@ -316,3 +316,38 @@ fn hostile_inputs_fail_at_once() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("is the input image"));
     assert_eq!(std::fs::read(&src).unwrap(), before);
 }
+
+#[test]
+fn input_images_are_sniffed_and_bounded_before_decoding() {
+    // Content, not extension: a PNG named .dat encodes.
+    let dat = tmp("odd.dat");
+    std::fs::copy(root().join("samples/kodim19_odd.png"), &dat).unwrap();
+    let out = tmp("odd-dat.ddpmc");
+    ok(&[
+        "encode",
+        s(&dat),
+        "-o",
+        s(&out),
+        "--model",
+        TINY,
+        "--force",
+        "--quiet",
+    ]);
+    // A tiny file that claims more than 16384 pixels per side is refused before decoding.
+    let wide = tmp("wide.png");
+    image::RgbImage::new(20000, 1).save(&wide).unwrap();
+    let o = ddpmc(
+        &[
+            "encode",
+            s(&wide),
+            "-o",
+            s(&tmp("wide.ddpmc")),
+            "--model",
+            TINY,
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("wide.png") && err.contains("limit"), "{err}");
+}

@@ -56,7 +56,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             )));
         }
     }
-    let img = image::open(&a.input)?;
+    let img = read_image(&a.input)?;
     let model = crate::load_model(a.model.as_deref())?;
     let opts = EncodeOptions {
         quality: a.quality,
@@ -97,4 +97,25 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Decode the input image: the format is taken from the content (not the extension), and the
+/// size limits of SPEC §9 apply before any pixel is decoded (a small file that claims a huge
+/// image is refused at once). Errors name the path.
+fn read_image(path: &std::path::Path) -> ddpmc::Result<image::DynamicImage> {
+    let ctx = |e: &dyn std::fmt::Display| {
+        ddpmc::Error::Image(format!("cannot read {}: {e}", path.display()))
+    };
+    let mut r = image::ImageReader::open(path)
+        .map_err(|e| ctx(&e))?
+        .with_guessed_format()
+        .map_err(|e| ctx(&e))?;
+    let side = ddpmc::format::limits::MAX_SIDE;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    // The largest image the codec takes (2^24 padded pixels), as 16-bit RGBA, with room.
+    limits.max_alloc = Some(ddpmc::format::limits::MAX_PIXELS * 8 + (64 << 20));
+    r.limits(limits);
+    r.decode().map_err(|e| ctx(&e))
 }
