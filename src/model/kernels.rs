@@ -206,9 +206,7 @@ fn conv_tile(
         }
     }
     match wt.kernel {
-        Kernel::K1 => unsafe {
-            gemm_acc(dst, m, cout, cin, xb[p0 * cin..].as_ptr(), cin, &wt.w);
-        },
+        Kernel::K1 => gemm_acc(dst, m, cout, cin, &xb[p0 * cin..], cin, &wt.w),
         Kernel::K3 | Kernel::Down2 => PATCH.with(|cell| {
             let mut patch = cell.borrow_mut();
             let k = wt.kernel.taps() * cin;
@@ -219,7 +217,7 @@ fn conv_tile(
             } else {
                 im2col_down2(xb, w, wo, cin, p0, patch);
             }
-            unsafe { gemm_acc(dst, m, cout, k, patch.as_ptr(), k, &wt.w) };
+            gemm_acc(dst, m, cout, k, patch, k, &wt.w);
         }),
     }
     if let Some((g, b)) = post {
@@ -257,51 +255,57 @@ pub fn conv1x1_concat(
             for d in dst.chunks_exact_mut(cout) {
                 d.copy_from_slice(bias);
             }
-            // SAFETY: rows p0..p0 + m of a and b are in bounds.
-            unsafe {
-                gemm_acc(dst, m, cout, ca, a[p0 * ca..].as_ptr(), ca, wa);
-                gemm_acc(dst, m, cout, cb, b[p0 * cb..].as_ptr(), cb, wb);
-            }
+            gemm_acc(dst, m, cout, ca, &a[p0 * ca..], ca, wa);
+            gemm_acc(dst, m, cout, cb, &b[p0 * cb..], cb, wb);
         });
 }
 
 /// `dst[m x n] += lhs[m x k] * rhs[k x n]`; `dst` and `rhs` row-major and contiguous, `lhs`
-/// row-major with row stride `lhs_rs`. Single-threaded.
-///
-/// # Safety
-/// `lhs` must be valid for reads of `(m - 1) * lhs_rs + k` floats.
-unsafe fn gemm_acc(
+/// row-major with row stride `lhs_rs`. Single-threaded. The shapes are checked (in release
+/// too: one comparison per tile call), so a wrong length panics instead of reading out of
+/// bounds.
+fn gemm_acc(
     dst: &mut [f32],
     m: usize,
     n: usize,
     k: usize,
-    lhs: *const f32,
+    lhs: &[f32],
     lhs_rs: usize,
     rhs: &[f32],
 ) {
-    debug_assert_eq!(dst.len(), m * n);
-    debug_assert_eq!(rhs.len(), k * n);
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst.as_mut_ptr(),
-        1,
-        n as isize,
-        true,
-        lhs,
-        1,
-        lhs_rs as isize,
-        rhs.as_ptr(),
-        1,
-        n as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
-        Parallelism::None,
+    assert_eq!(dst.len(), m * n, "gemm_acc: dst length");
+    assert_eq!(rhs.len(), k * n, "gemm_acc: rhs length");
+    assert!(
+        m == 0 || (lhs_rs >= k && lhs.len() >= (m - 1) * lhs_rs + k),
+        "gemm_acc: lhs too short"
     );
+    // SAFETY: dst holds m x n floats with row stride n, rhs k x n with row stride n, and lhs
+    // (m - 1) * lhs_rs + k floats with row stride lhs_rs >= k: the asserts above; every
+    // pointer comes from a live slice that gemm only reads (lhs, rhs) or writes (dst, which no
+    // other reference aliases: it is borrowed mutably here).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            lhs.as_ptr(),
+            1,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
 }
 
 /// Rows `p0..p0 + m` (output pixels, `m = patch.len() / (9 * c)`) of the im2col matrix of a
