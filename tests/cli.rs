@@ -351,3 +351,72 @@ fn input_images_are_sniffed_and_bounded_before_decoding() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("wide.png") && err.contains("limit"), "{err}");
 }
+
+#[test]
+fn steps_stop_reading_before_a_corrupt_later_chunk() {
+    let coded = tmp("c3.ddpmc");
+    ok(&[
+        "encode",
+        "samples/kodim23_crop.png",
+        "-o",
+        s(&coded),
+        "-q",
+        "3",
+        "--model",
+        TINY,
+        "--force",
+        "--quiet",
+    ]);
+    let mut bytes = std::fs::read(&coded).unwrap();
+    // chunk_ends: after the preamble, HEAD, STEP 1, STEP 2, STEP 3, ...; flip a byte inside
+    // STEP 3's payload.
+    let ends = ddpmc::codec::chunk_ends(&bytes);
+    let at = ends[3] + 20;
+    assert!(at < ends[4]);
+    bytes[at] ^= 0x40;
+    let bad = tmp("c3-bad.ddpmc");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = tmp("c3.png");
+    let all = ddpmc(
+        &["decode", s(&bad), "-o", s(&out), "--model", TINY, "--force"],
+        None,
+    );
+    assert!(!all.status.success(), "the corrupt chunk went unnoticed");
+    let two = ddpmc(
+        &[
+            "decode",
+            s(&bad),
+            "-o",
+            s(&out),
+            "--model",
+            TINY,
+            "--force",
+            "--steps",
+            "2",
+        ],
+        None,
+    );
+    assert!(
+        two.status.success(),
+        "{}",
+        String::from_utf8_lossy(&two.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&two.stderr).contains("truncated"));
+    // More steps than the file has: decoded, with a notice.
+    let many = ddpmc(
+        &[
+            "decode",
+            s(&coded),
+            "-o",
+            s(&out),
+            "--model",
+            TINY,
+            "--force",
+            "--steps",
+            "9",
+        ],
+        None,
+    );
+    assert!(many.status.success());
+    assert!(String::from_utf8_lossy(&many.stderr).contains("3 step(s)"));
+}

@@ -77,7 +77,14 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     let mut pos = 0;
     let mut failure = None;
     let mut frames_written = 0;
+    // With --steps N, reading stops after step N: later chunks (even corrupt ones) do not
+    // matter to the image asked for.
+    let mut stopped = false;
     for end in chunk_ends(&bytes) {
+        if steps.is_some_and(|s| d.steps_done() >= s) {
+            stopped = true;
+            break;
+        }
         if let Err(e) = d.push(&bytes[pos..end]) {
             failure = Some(e);
             break;
@@ -96,7 +103,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             }
         }
     }
-    if failure.is_none() && pos < bytes.len() {
+    if failure.is_none() && !stopped && pos < bytes.len() {
         failure = d.push(&bytes[pos..]).err();
     }
     if let Some(b) = &bar {
@@ -117,7 +124,10 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             "no complete coding step in the file (truncated?)".into(),
         ));
     }
-    if !d.is_finished() {
+    if let Some(n) = steps.filter(|&n| n > total) {
+        eprintln!("notice: --steps {n}, but the file has {total} step(s): decoded them all");
+    }
+    if !d.is_finished() && !stopped {
         eprintln!(
             "warning: the file is truncated: decoded {} of {total} steps (whole chunks only)",
             d.steps_done()
