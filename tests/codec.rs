@@ -296,6 +296,25 @@ fn container_rules() {
     assert!(info.complete);
 }
 
+/// Header values outside SPEC §4.2's ranges are refused (an absurd but finite log-SNR too).
+#[test]
+fn absurd_schedule_values_are_refused() {
+    let m = Analytic::default();
+    let bytes = encode(&sample("kodim19_odd.png"), &m, &opts(1)).unwrap();
+    // The HEAD payload ends with the last point's (t, abar, logsnr).
+    for (back, value) in [(8usize, 1e300f64), (24, 5000.0), (8, -41.0)] {
+        let bad = with_payload(&bytes, 0, |p| {
+            let n = p.len();
+            p[n - back..n - back + 8].copy_from_slice(&value.to_le_bytes());
+        });
+        let e = decode(&bad, &m, None, Recon::Denoise)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("schedule point"), "{e}");
+        assert!(inspect(&bad).is_err());
+    }
+}
+
 #[test]
 fn model_mismatch_is_refused() {
     let m = Analytic::default();

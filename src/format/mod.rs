@@ -344,9 +344,15 @@ impl Header {
                 abar: r.f64()?,
                 logsnr: r.f64()?,
             };
-            if !(p.t.is_finite() && p.logsnr.is_finite() && p.abar > 0.0 && p.abar < 1.0) {
+            if !(p.t.is_finite()
+                && (0.0..=1000.0).contains(&p.t)
+                && p.logsnr.is_finite()
+                && p.logsnr.abs() <= MAX_LOGSNR
+                && p.abar > 0.0
+                && p.abar < 1.0)
+            {
                 return Err(Error::format(format!(
-                    "schedule point {i}: t {}, abar {}, log-SNR {} (need finite values, 0 < abar < 1)",
+                    "schedule point {i}: t {}, abar {}, log-SNR {} (need 0 <= t <= 1000, |log-SNR| <= {MAX_LOGSNR}, 0 < abar < 1)",
                     p.t, p.abar, p.logsnr
                 )));
             }
@@ -419,6 +425,10 @@ impl StepChunk {
         })
     }
 }
+
+/// Largest |log-SNR| of a schedule point (SPEC §4.2): the training schedule spans about
+/// -10.1 (t = 1000) to 9.2 (t = 1).
+pub const MAX_LOGSNR: f64 = 40.0;
 
 /// A LOSS chunk's payload (SPEC §4.4).
 #[derive(Clone, Debug, PartialEq)]
