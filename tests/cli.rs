@@ -420,3 +420,60 @@ fn steps_stop_reading_before_a_corrupt_later_chunk() {
     assert!(many.status.success());
     assert!(String::from_utf8_lossy(&many.stderr).contains("3 step(s)"));
 }
+
+/// Run ddpmc with `input` on standard input; returns its output.
+fn piped(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ddpmc"))
+        .args(args)
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ddpmc");
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+#[test]
+fn standard_input_and_output() {
+    let png = std::fs::read(root().join("samples/kodim19_odd.png")).unwrap();
+    let enc = piped(
+        &["encode", "-", "-o", "-", "--quiet", "--model", TINY],
+        &png,
+    );
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
+    // The same bytes as a file encode.
+    let file = tmp("stdio.ddpmc");
+    ok(&[
+        "encode",
+        "samples/kodim19_odd.png",
+        "-o",
+        s(&file),
+        "--quiet",
+        "--force",
+        "--model",
+        TINY,
+    ]);
+    assert_eq!(enc.stdout, std::fs::read(&file).unwrap());
+    let dec = piped(
+        &["decode", "-", "-o", "-", "--quiet", "--model", TINY],
+        &enc.stdout,
+    );
+    assert!(
+        dec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
+    let img = image::load_from_memory(&dec.stdout).unwrap();
+    assert_eq!((img.width(), img.height()), (53, 41));
+    // Standard input needs an explicit output.
+    let o = piped(&["encode", "-", "--model", TINY], &png);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("-o"));
+}

@@ -18,10 +18,10 @@ enum ReconArg {
 /// Decode a .ddpmc file, or its first steps, into an image.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Input .ddpmc file.
+    /// Input .ddpmc file; `-` reads standard input.
     input: PathBuf,
-    /// Output image; the extension picks the format [default: the input with extension
-    /// .decoded.png].
+    /// Output image; the extension picks the format; `-` writes PNG to standard output
+    /// [default: the input with extension .decoded.png].
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Decode only the first N steps (N >= 1) [default: all].
@@ -49,12 +49,22 @@ pub struct Args {
 
 /// Run the command.
 pub fn run(a: Args) -> ddpmc::Result<()> {
-    let out = a
-        .output
-        .clone()
-        .unwrap_or_else(|| a.input.with_extension("decoded.png"));
+    let out = match (&a.output, crate::is_std(&a.input)) {
+        (Some(o), _) => o.clone(),
+        (None, true) => {
+            return Err(ddpmc::Error::Parameter(
+                "reading standard input: give -o FILE (or -o - for standard output)".into(),
+            ))
+        }
+        (None, false) => a.input.with_extension("decoded.png"),
+    };
     crate::check_overwrite(&out, a.force)?;
-    let format = image::ImageFormat::from_path(&out).map_err(|_| {
+    let format = if crate::is_std(&out) {
+        Ok(image::ImageFormat::Png)
+    } else {
+        image::ImageFormat::from_path(&out)
+    }
+    .map_err(|_| {
         ddpmc::Error::Parameter(format!(
             "cannot tell the image format from {} (use .png, .bmp, .tiff, .ppm ...)",
             out.display()
@@ -134,12 +144,12 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         );
     }
     let img = d.image(recon)?;
-    crate::write_atomic(&out, &crate::image_bytes(&img, format)?)?;
+    crate::write_output(&out, &crate::image_bytes(&img, format)?)?;
     if !a.quiet {
         eprintln!(
             "{} -> {}: {}x{}, {} of {total} steps{}",
-            a.input.display(),
-            out.display(),
+            crate::shown(&a.input),
+            crate::shown(&out),
             img.width(),
             img.height(),
             d.steps_done(),

@@ -7,9 +7,10 @@ use ddpmc::codec::{encode_with_report, EncodeOptions};
 /// Encode an image into a progressive .ddpmc file.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Input image.
+    /// Input image (PNG, JPEG, ...; the format is read from the content); `-` reads standard
+    /// input.
     input: PathBuf,
-    /// Output file [default: the input with extension .ddpmc].
+    /// Output file, `-` for standard output [default: the input with extension .ddpmc].
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Quality preset: the number of coding steps on the ladder
@@ -43,10 +44,15 @@ pub struct Args {
 
 /// Run the command.
 pub fn run(a: Args) -> ddpmc::Result<()> {
-    let out = a
-        .output
-        .clone()
-        .unwrap_or_else(|| a.input.with_extension("ddpmc"));
+    let out = match (&a.output, crate::is_std(&a.input)) {
+        (Some(o), _) => o.clone(),
+        (None, true) => {
+            return Err(ddpmc::Error::Parameter(
+                "reading standard input: give -o FILE (or -o - for standard output)".into(),
+            ))
+        }
+        (None, false) => a.input.with_extension("ddpmc"),
+    };
     crate::check_overwrite(&out, a.force)?;
     if let (Ok(i), Ok(o)) = (a.input.canonicalize(), out.canonicalize()) {
         if i == o {
@@ -79,13 +85,13 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     for n in &rep.notices {
         eprintln!("notice: {n}");
     }
-    crate::write_atomic(&out, &bytes)?;
+    crate::write_output(&out, &bytes)?;
     if !a.quiet {
         let px = f64::from(img.width()) * f64::from(img.height());
         eprintln!(
             "{} -> {}: {} bytes, {:.4} bpp, {} steps{}",
-            a.input.display(),
-            out.display(),
+            crate::shown(&a.input),
+            crate::shown(&out),
             bytes.len(),
             bytes.len() as f64 * 8.0 / px,
             rep.steps.len(),
@@ -103,11 +109,24 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
 /// size limits of SPEC §9 apply before any pixel is decoded (a small file that claims a huge
 /// image is refused at once). Errors name the path.
 fn read_image(path: &std::path::Path) -> ddpmc::Result<image::DynamicImage> {
+    use std::io::Read;
     let ctx = |e: &dyn std::fmt::Display| {
-        ddpmc::Error::Image(format!("cannot read {}: {e}", path.display()))
+        ddpmc::Error::Image(format!("cannot read {}: {e}", crate::shown(path)))
     };
-    let mut r = image::ImageReader::open(path)
-        .map_err(|e| ctx(&e))?
+    let src: Box<dyn ReadSeek> = if crate::is_std(path) {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(STDIN_MAX)
+            .read_to_end(&mut buf)
+            .map_err(|e| ctx(&e))?;
+        Box::new(std::io::Cursor::new(buf))
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).map_err(|e| ctx(&e))?,
+        ))
+    };
+    let mut r = image::ImageReader::new(src)
         .with_guessed_format()
         .map_err(|e| ctx(&e))?;
     let side = ddpmc::format::limits::MAX_SIDE;
@@ -119,3 +138,9 @@ fn read_image(path: &std::path::Path) -> ddpmc::Result<image::DynamicImage> {
     r.limits(limits);
     r.decode().map_err(|e| ctx(&e))
 }
+
+/// Largest image file read from standard input.
+const STDIN_MAX: u64 = 1 << 30;
+
+trait ReadSeek: std::io::BufRead + std::io::Seek {}
+impl<T: std::io::BufRead + std::io::Seek> ReadSeek for T {}

@@ -97,10 +97,14 @@ pub(crate) fn read_ddpmc(path: &Path) -> ddpmc::Result<Vec<u8>> {
     let io = |e: std::io::Error| {
         ddpmc::Error::Io(std::io::Error::new(
             e.kind(),
-            format!("cannot read {}: {e}", path.display()),
+            format!("cannot read {}: {e}", shown(path)),
         ))
     };
-    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut f: Box<dyn Read> = if is_std(path) {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(io)?)
+    };
     let mut bytes = Vec::with_capacity(ddpmc::format::PREAMBLE_LEN);
     (&mut f)
         .take(ddpmc::format::PREAMBLE_LEN as u64)
@@ -109,7 +113,7 @@ pub(crate) fn read_ddpmc(path: &Path) -> ddpmc::Result<Vec<u8>> {
     if !ddpmc::format::SIGNATURE.starts_with(&bytes[..bytes.len().min(8)]) {
         return Err(ddpmc::Error::Format(format!(
             "{} is not a ddpmc file (signature mismatch)",
-            path.display()
+            shown(path)
         )));
     }
     (&mut f)
@@ -119,15 +123,45 @@ pub(crate) fn read_ddpmc(path: &Path) -> ddpmc::Result<Vec<u8>> {
     if bytes.len() as u64 > MAX_FILE {
         return Err(ddpmc::Error::Limits(format!(
             "{} is larger than {MAX_FILE} bytes",
-            path.display()
+            shown(path)
         )));
     }
     Ok(bytes)
 }
 
+/// Is `path` the `-` that stands for standard input or output?
+pub(crate) fn is_std(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// A path for messages: `-` is shown as standard input/output.
+pub(crate) fn shown(path: &Path) -> String {
+    if is_std(path) {
+        "standard input/output".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Write the output: to standard output for `-` (flushed, errors reported), else atomically
+/// to the file (see [`write_atomic`]).
+pub(crate) fn write_output(out: &Path, bytes: &[u8]) -> ddpmc::Result<()> {
+    if is_std(out) {
+        use std::io::Write;
+        let mut o = std::io::stdout().lock();
+        return o.write_all(bytes).and_then(|()| o.flush()).map_err(|e| {
+            ddpmc::Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot write standard output: {e}"),
+            ))
+        });
+    }
+    write_atomic(out, bytes)
+}
+
 /// Refuse to overwrite `out` unless `force`.
 pub(crate) fn check_overwrite(out: &Path, force: bool) -> ddpmc::Result<()> {
-    if out.exists() && !force {
+    if !is_std(out) && out.exists() && !force {
         return Err(ddpmc::Error::Parameter(format!(
             "{} exists (use --force to overwrite)",
             out.display()
