@@ -49,15 +49,7 @@ pub struct Args {
 
 /// Run the command.
 pub fn run(a: Args) -> ddpmc::Result<()> {
-    let out = match (&a.output, crate::is_std(&a.input)) {
-        (Some(o), _) => o.clone(),
-        (None, true) => {
-            return Err(ddpmc::Error::Parameter(
-                "reading standard input: give -o FILE (or -o - for standard output)".into(),
-            ))
-        }
-        (None, false) => a.input.with_extension("decoded.png"),
-    };
+    let out = crate::output_path(&a.input, a.output.as_deref(), "decoded.png")?;
     crate::check_overwrite(&out, a.force)?;
     let format = if crate::is_std(&out) {
         Ok(image::ImageFormat::Png)

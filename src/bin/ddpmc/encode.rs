@@ -44,15 +44,7 @@ pub struct Args {
 
 /// Run the command.
 pub fn run(a: Args) -> ddpmc::Result<()> {
-    let out = match (&a.output, crate::is_std(&a.input)) {
-        (Some(o), _) => o.clone(),
-        (None, true) => {
-            return Err(ddpmc::Error::Parameter(
-                "reading standard input: give -o FILE (or -o - for standard output)".into(),
-            ))
-        }
-        (None, false) => a.input.with_extension("ddpmc"),
-    };
+    let out = crate::output_path(&a.input, a.output.as_deref(), "ddpmc")?;
     crate::check_overwrite(&out, a.force)?;
     if let (Ok(i), Ok(o)) = (a.input.canonicalize(), out.canonicalize()) {
         if i == o {

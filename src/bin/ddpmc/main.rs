@@ -129,6 +129,22 @@ pub(crate) fn read_ddpmc(path: &Path) -> ddpmc::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The output path: `output` if given, else the input with extension `ext`; reading standard
+/// input needs an explicit output.
+pub(crate) fn output_path(
+    input: &Path,
+    output: Option<&Path>,
+    ext: &str,
+) -> ddpmc::Result<PathBuf> {
+    match (output, is_std(input)) {
+        (Some(o), _) => Ok(o.to_path_buf()),
+        (None, true) => Err(ddpmc::Error::Parameter(
+            "reading standard input: give -o FILE (or -o - for standard output)".into(),
+        )),
+        (None, false) => Ok(input.with_extension(ext)),
+    }
+}
+
 /// Is `path` the `-` that stands for standard input or output?
 pub(crate) fn is_std(path: &Path) -> bool {
     path.as_os_str() == "-"
