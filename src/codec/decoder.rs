@@ -141,14 +141,7 @@ impl<'m> Decoder<'m> {
             }
             kind::STEP => {
                 let c = StepChunk::parse(payload)?;
-                let coder = step::coder(c.coder)?;
-                if self.major < 2 && c.coder != 1 {
-                    return Err(Error::format(format!(
-                        "step coder kind {} in a version-{} file (version 1 has kind 1 only)",
-                        c.coder, self.major
-                    )));
-                }
-                coder.describe(&c.body)?;
+                let (coder, _) = step::checked_coder(self.major, c.coder, &c.body)?;
                 let total = self.steps_total().unwrap_or(0);
                 if usize::from(c.index) != self.steps_done + self.skipped {
                     return Err(Error::format(format!(
@@ -167,7 +160,7 @@ impl<'m> Decoder<'m> {
                     self.skipped += 1;
                     return Ok(());
                 }
-                self.run_step(&c)?;
+                self.run_step(coder, &c.body)?;
                 self.step_ends.push(end);
                 Ok(())
             }
@@ -221,13 +214,12 @@ impl<'m> Decoder<'m> {
         Ok(self.xhat.get().map(|v| v.as_slice()).unwrap_or(&[]))
     }
 
-    fn run_step(&mut self, c: &StepChunk) -> Result<()> {
+    fn run_step(&mut self, coder: &dyn step::StepCoder, body: &[u8]) -> Result<()> {
         let (h, g) = self.geometry()?;
         let n = self.steps_done;
         let (pt, ps) = (h.schedule[n], h.schedule[n + 1]);
         let levels = step::dither_levels(h.seed, n, &g);
         let co = StepCoeffs::new(pt.abar, ps.abar);
-        let coder = step::coder(c.coder)?;
         let xhat = if n > 0 {
             Some(self.current_xhat()?)
         } else {
@@ -242,7 +234,7 @@ impl<'m> Decoder<'m> {
             xhat,
             levels: &levels,
         };
-        let (z, k) = coder.decode(&inp, &c.body)?;
+        let (z, k) = coder.decode(&inp, body)?;
         if let Some(h) = self.symbol_digest.as_mut() {
             for v in &k {
                 h.update(v.to_le_bytes());

@@ -102,13 +102,7 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
                         s.index
                     )));
                 }
-                if major < 2 && s.coder != 1 {
-                    return Err(Error::format(format!(
-                        "step coder kind {} in a version-{major} file (version 1 has kind 1 only)",
-                        s.coder
-                    )));
-                }
-                let b = step::coder(s.coder)?.describe(&s.body)?;
+                let (_, b) = step::checked_coder(major, s.coder, &s.body)?;
                 step = Some((s.coder, b.block, b.k_max));
                 steps += 1;
             }

@@ -170,6 +170,23 @@ pub(crate) fn read_words(r: &mut crate::format::Reader) -> Result<Vec<u32>> {
     Ok(words)
 }
 
+/// The coder of a STEP chunk of a file of format `major`, with its body's fixed fields
+/// checked (SPEC §2: version 1 holds kind 1 only). One check for the decoder and `inspect`.
+pub(crate) fn checked_coder(
+    major: u8,
+    kind: u8,
+    body: &[u8],
+) -> Result<(&'static dyn StepCoder, BodyInfo)> {
+    let coder = coder(kind)?;
+    if major < 2 && kind != 1 {
+        return Err(Error::format(format!(
+            "step coder kind {kind} in a version-{major} file (version 1 has kind 1 only)"
+        )));
+    }
+    let info = coder.describe(body)?;
+    Ok((coder, info))
+}
+
 /// Clip a network output to [-1, 1] (NaN -> 0) and check its length.
 pub(crate) fn clip(mut v: Vec<f32>, g: &Geometry) -> Result<Vec<f32>> {
     if v.len() != g.len() {
