@@ -147,17 +147,6 @@ fn get_class(r: &mut RangeReader, m: &mut AdaptiveModel) -> Result<u32> {
     })
 }
 
-/// The coefficients of every unit in coding order (SPEC §6.14).
-fn unit_members(inp: &StepInput, l: &Layout) -> Vec<Vec<u32>> {
-    let g = &inp.g;
-    let mut members: Vec<Vec<u32>> = vec![Vec::new(); l.units()];
-    let _ = tuq::for_each_coeff(g, l.b, |c, y, x| {
-        members[l.unit_of(c, y, x)].push(g.idx(c, y, x) as u32);
-        Ok(())
-    });
-    members
-}
-
 /// Chunk q (of `count`) of a unit: its members e = q, q + count, q + 2 count, ...
 fn chunk_of(members: &[u32], q: usize, count: usize) -> impl Iterator<Item = usize> + '_ {
     members.iter().skip(q).step_by(count).map(|&i| i as usize)
@@ -260,7 +249,7 @@ struct Plan {
 }
 
 fn plan(inp: &StepInput, m: Vec<f32>, l: Layout) -> Result<Plan> {
-    let members = unit_members(inp, &l);
+    let members = l.members(&inp.g);
     let res: Vec<(u8, u32, f64)> = members
         .par_iter()
         .map(|mem| {
@@ -486,7 +475,7 @@ impl StepCoder for Rcc {
             )));
         }
         let l = Layout::new(g, b, usize::from(c.region));
-        let members = unit_members(inp, &l);
+        let members = l.members(&inp.g);
         let mut r = RangeReader::new(c.words)?;
         let side = read_side(&mut r, &l, &members)?;
         let chunks: u64 = side.count.iter().map(|&v| u64::from(v)).sum();

@@ -179,6 +179,17 @@ impl Layout {
     pub fn unit(&self, c: usize, gr: usize, ry: usize, rx: usize) -> usize {
         ((c * self.ng + gr) * self.nry + ry) * self.nrx + rx
     }
+    /// The coefficients (element indices) of every unit, each in the coefficient order of
+    /// SPEC §6.10.
+    pub fn members(&self, g: &Geometry) -> Vec<Vec<u32>> {
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); self.units()];
+        let _ = for_each_coeff(g, self.b, |c, y, x| {
+            members[self.unit_of(c, y, x)].push(g.idx(c, y, x) as u32);
+            Ok(())
+        });
+        members
+    }
+
     /// The unit of coefficient (c, y, x) of the padded grid.
     pub fn unit_of(&self, c: usize, y: usize, x: usize) -> usize {
         let gr = group(y % self.b, x % self.b);
@@ -486,15 +497,7 @@ fn plan(
     l: Layout,
     cache: &TableCache,
 ) -> Result<Plan> {
-    let g = &inp.g;
-    let mut members: Vec<Vec<u32>> = vec![Vec::new(); l.units()];
-    for c in 0..3 {
-        for yy in 0..g.ph {
-            for xx in 0..g.pw {
-                members[l.unit_of(c, yy, xx)].push(g.idx(c, yy, xx) as u32);
-            }
-        }
-    }
+    let members = l.members(&inp.g);
     let kk = k_max as i32;
     let res: Vec<(u8, f64)> = members
         .par_iter()
@@ -556,10 +559,7 @@ fn plan_context(p0: &Plan, inp: &StepInput, cache: &TableCache) -> Result<Plan> 
         )
     };
     let mut members_ctx: Vec<Vec<u32>> = vec![Vec::new(); NUM_CTX];
-    let mut members_unit: Vec<Vec<u32>> = vec![Vec::new(); l.units()];
-    for i in 0..n {
-        members_unit[unit[i] as usize].push(i as u32);
-    }
+    let members_unit = l.members(g);
     let mut scale = p0.scale.clone();
     for i in 0..n {
         if scale[unit[i] as usize] != 0 {
