@@ -6,20 +6,10 @@
 //!
 //! Tune on training images or a held-out set of your own, never on Kodak alone.
 
+use ddpmc::bench::metrics::psnr;
 use ddpmc::bench::rd::bd_rate;
 use ddpmc::codec::{decode_all_steps, encode_with_schedule, Recon};
 use ddpmc::diffusion::SchedulePoint;
-
-fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
-    let mse: f64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum::<f64>()
-        / a.as_raw().len() as f64;
-    10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10()
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,7 +47,7 @@ fn main() {
             let want = img.to_rgb8();
             for (s, st) in steps.iter().enumerate() {
                 bpp[s] += st.bytes as f64 * 8.0 / px / imgs.len() as f64;
-                db[s] += psnr(&want, &st.image.to_rgb8()) / imgs.len() as f64;
+                db[s] += psnr(&want, &st.image.to_rgb8()).unwrap() / imgs.len() as f64;
                 kinds[s].push_str(&format!("{}", rep[s].coder));
             }
         }

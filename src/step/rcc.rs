@@ -403,14 +403,9 @@ impl StepCoder for Rcc {
     fn encode(&self, inp: &StepInput, x: &[f32]) -> Result<Coded> {
         let g = &inp.g;
         let seed = inp.seed;
-        let gain = inp.co.f32s().3;
         let mut zeros = Vec::new();
         let xhat = tuq::xhat_of(inp, &mut zeros);
-        let r: Vec<f32> = x
-            .par_iter()
-            .zip(xhat.par_iter())
-            .map(|(&a, &b)| (a - b) * gain)
-            .collect();
+        let r = tuq::residual(inp, x, xhat);
         let root12 = 12f32.sqrt();
         let mut best: Option<Plan> = None;
         for &b in &ENC_TILES {

@@ -680,6 +680,16 @@ fn read_symbols(
     Ok(k)
 }
 
+/// The encoder's residual of the posterior mean in units of delta (SPEC §6.7):
+/// r = (cx / delta)(x - xhat).
+pub(crate) fn residual(inp: &StepInput, x: &[f32], xhat: &[f32]) -> Vec<f32> {
+    let gain = inp.co.f32s().3;
+    x.par_iter()
+        .zip(xhat.par_iter())
+        .map(|(&a, &b)| (a - b) * gain)
+        .collect()
+}
+
 /// The step's x0 estimate: the network's, or 0 at step 0 (SPEC §6.7).
 pub(crate) fn xhat_of<'a>(inp: &'a StepInput, zeros: &'a mut Vec<f32>) -> &'a [f32] {
     match inp.xhat {
@@ -702,14 +712,9 @@ impl StepCoder for TransformUq {
 
     fn encode(&self, inp: &StepInput, x: &[f32]) -> Result<Coded> {
         let g = &inp.g;
-        let gain = inp.co.f32s().3;
         let mut zeros = Vec::new();
         let xhat = xhat_of(inp, &mut zeros);
-        let r: Vec<f32> = x
-            .par_iter()
-            .zip(xhat.par_iter())
-            .map(|(&a, &b)| (a - b) * gain)
-            .collect();
+        let r = residual(inp, x, xhat);
         let mut best: Option<Plan> = None;
         let mut caches: Vec<TableCache> = Vec::new();
         for &b in &TILE_SIZES {
