@@ -478,3 +478,37 @@ fn standard_input_and_output() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("-o"));
 }
+
+/// `--lossless` alone keeps the smallest prefix; `-q 0` has no steps and `info` says what the
+/// file holds; `-q 0` without `--lossless` is a usage error.
+#[test]
+fn lossless_prefixes_and_info() {
+    let src = "samples/kodim23_crop.png";
+    let want = image::open(root().join(src)).unwrap().to_rgb8();
+    let mut sizes = Vec::new();
+    for (name, extra) in [
+        ("auto", vec![]),
+        ("q0", vec!["-q", "0"]),
+        ("q2", vec!["-q", "2"]),
+    ] {
+        let coded = tmp(&format!("ll_{name}.ddpmc"));
+        let png = tmp(&format!("ll_{name}.png"));
+        let mut args = vec!["encode", src, "-o", s(&coded), "--lossless", "--force"];
+        args.extend(extra);
+        ok(&args);
+        let o = ok(&["decode", s(&coded), "-o", s(&png), "--force"]);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("lossless (verified)"));
+        assert_eq!(image::open(&png).unwrap().to_rgb8(), want, "{name}");
+        let info = ok(&["info", s(&coded)]);
+        let text = String::from_utf8_lossy(&info.stdout).into_owned();
+        assert!(text.contains("kind 2"), "{text}");
+        if name == "q0" {
+            assert!(text.contains("no coding steps"), "{text}");
+        }
+        sizes.push(std::fs::metadata(&coded).unwrap().len());
+    }
+    assert!(sizes[0] <= sizes[1] && sizes[0] <= sizes[2], "{sizes:?}");
+    let o = ddpmc(&["encode", src, "-o", s(&tmp("x.ddpmc")), "-q", "0"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--lossless"));
+}

@@ -148,6 +148,124 @@ fn lossless_is_bit_exact() {
     }
 }
 
+/// LOSS kind 2 (SPEC §10): exact on every sample, on gray, RGBA, odd and tiny sizes and
+/// 16-bit input, with no prefix, a fixed prefix and the prefix search.
+#[test]
+fn lossless_kind2_every_prefix() {
+    let m = Analytic::default();
+    let mut imgs: Vec<(String, image::DynamicImage)> = [
+        "kodim23_crop.png",
+        "kodim04_crop.png",
+        "kodim08_gray.png",
+        "kodim15_rgba.png",
+        "kodim19_odd.png",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), sample(n)))
+    .collect();
+    imgs.push((
+        "16-bit".into(),
+        image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(33, 7, |x, y| {
+            image::Rgb([
+                (x * 1900) as u16,
+                (y * 9000) as u16,
+                65535 - (x * y * 97) as u16,
+            ])
+        })),
+    ));
+    imgs.push((
+        "1x1".into(),
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(1, 1, image::Rgb([255, 0, 7]))),
+    ));
+    for (name, img) in &imgs {
+        // What the codec codes: 8-bit RGB (alpha dropped, 16 bits reduced, with notices).
+        let want = if img.color().has_color() {
+            img.to_rgb8().into_raw()
+        } else {
+            image::DynamicImage::ImageLuma8(img.to_luma8())
+                .to_rgb8()
+                .into_raw()
+        };
+        for (quality, search) in [(0u8, false), (1, false), (3, true)] {
+            let o = EncodeOptions {
+                quality,
+                lossless: true,
+                prefix_search: search,
+                ..Default::default()
+            };
+            let (bytes, rep) = encode_with_report(img, &m, &o, &mut |_, _| {}).unwrap();
+            assert_eq!(bytes[8], 3, "{name}: a kind-2 LOSS chunk is version 3");
+            if !search {
+                assert_eq!(rep.steps.len(), usize::from(quality), "{name}");
+            }
+            let out = decode(&bytes, &m, None, Recon::Denoise).unwrap();
+            assert!(out.lossless && !out.truncated, "{name}");
+            assert_eq!(out.steps_decoded, rep.steps.len());
+            assert_eq!(out.image.to_rgb8().into_raw(), want, "{name} q{quality}");
+            assert_eq!(out.image.color().has_color(), img.color().has_color());
+            let info = inspect(&bytes).unwrap();
+            assert_eq!(info.header.steps(), rep.steps.len());
+            assert!(info.complete && info.loss.is_some_and(|l| l.0 == 2));
+        }
+    }
+}
+
+/// A file with no steps needs no network (its model id is zero and never compared); it is
+/// version 3 only, must hold its LOSS chunk, and a corrupt residual is an error, never a
+/// wrong image reported as lossless.
+#[test]
+fn lossless_without_steps_needs_no_network() {
+    let m = Analytic::default();
+    let img = sample("kodim19_odd.png");
+    let o = EncodeOptions {
+        quality: 0,
+        lossless: true,
+        ..Default::default()
+    };
+    let bytes = encode(&img, &m, &o).unwrap();
+    let info = inspect(&bytes).unwrap();
+    assert_eq!(info.header.steps(), 0);
+    assert_eq!(info.header.model_id, [0u8; 32]);
+    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("format-spec/vectors/tiny.safetensors");
+    let other = ddpmc::model::UNet::from_file(tiny).unwrap();
+    assert_ne!(
+        ddpmc::model::Denoiser::id(&other),
+        ddpmc::model::Denoiser::id(&m)
+    );
+    let out = decode(&bytes, &other, None, Recon::Denoise).unwrap();
+    assert!(out.lossless);
+    assert_eq!(out.image.to_rgb8().as_raw(), img.to_rgb8().as_raw());
+    // Version 2 does not allow S = 0.
+    let mut b = bytes.clone();
+    b[8] = 2;
+    let e = decode(&b, &m, None, Recon::Denoise).err().unwrap();
+    assert!(e.to_string().contains("step count 0"), "{e}");
+    // Truncated before or inside the LOSS chunk: no image, a clear error.
+    let ends = chunk_ends(&bytes);
+    for cut in [ends[1], ends[2] - 1] {
+        let e = decode(&bytes[..cut], &m, None, Recon::Denoise)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("no LOSS chunk"), "{e}");
+    }
+    // END right after HEAD: refused.
+    let mut b = bytes[..ends[1]].to_vec();
+    ddpmc::format::write_chunk(&mut b, *b"END ", &[]);
+    assert!(decode(&b, &m, None, Recon::Denoise).is_err());
+    // Flipped residual words (valid CRC): an error, whatever the decoder reads.
+    for at in [45usize, 200, 600] {
+        let bad = with_payload(&bytes, 1, |p| {
+            let i = at.min(p.len() - 1);
+            p[i] ^= 0x10;
+        });
+        assert!(
+            decode(&bad, &m, None, Recon::Denoise).is_err(),
+            "flip at {at}"
+        );
+    }
+}
+
 #[test]
 fn truncation_at_every_boundary_and_random_offsets() {
     let m = Analytic::default();
@@ -270,9 +388,14 @@ fn container_rules() {
     assert!(decode(&b, &m, None, Recon::Denoise).is_err());
     // Unknown major version refused; higher minor accepted.
     let mut b = bytes.clone();
-    b[8] = 3;
+    b[8] = 4;
     let e = decode(&b, &m, None, Recon::Denoise).err().unwrap();
-    assert!(e.to_string().contains("major version 3"), "{e}");
+    assert!(e.to_string().contains("major version 4"), "{e}");
+    // A lossy file is written as version 2 (the lowest that holds it) and reads as 3 too.
+    assert_eq!(bytes[8], 2);
+    let mut b = bytes.clone();
+    b[8] = 3;
+    assert!(decode(&b, &m, None, Recon::Denoise).is_ok());
     // Version 1 holds coder kind 1 only: a kind-2 step in a version-1 file is refused, a
     // kind-1 file marked version 1 decodes.
     for (coders, ok) in [(vec![2u8], false), (vec![1u8], true)] {

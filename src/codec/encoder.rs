@@ -2,11 +2,8 @@
 //! step with its own choices on real code lengths, and the smallest body is kept; the
 //! encoder's latent follows exactly the decoder's path.
 
-use sha2::{Digest, Sha256};
-
 use super::{lossless, ImageData, StepReport};
 use crate::diffusion::{start_latent, SchedulePoint, StepCoeffs};
-use crate::entropy::RangeWriter;
 use crate::format::{self, kind, Header, LossChunk, StepChunk};
 use crate::model::Denoiser;
 use crate::step::{self, Coded, Geometry, StepInput};
@@ -17,6 +14,9 @@ use crate::Result;
 pub(crate) struct ChainOpts<'a> {
     /// Append a LOSS chunk.
     pub lossless: bool,
+    /// With `lossless`: keep the chain prefix (0..=S steps) whose file is smallest, trying
+    /// them in order and stopping at the first that is larger than the one before.
+    pub prefix_search: bool,
     /// PRNG seed.
     pub seed: u64,
     /// Coder kinds the encoder may choose from (empty: [`step::DEFAULT_CODERS`]).
@@ -91,20 +91,51 @@ pub(crate) fn encode_resumable(
         ph: img.height.div_ceil(m) * m,
         pw: img.width.div_ceil(m) * m,
     };
-    let header = Header {
-        width: img.width as u32,
-        height: img.height as u32,
-        colour: img.colour,
-        source_depth: img.source_depth,
-        multiple: m as u16,
-        model_id: model.id(),
-        seed,
-        conditioning: 0,
-        schedule: schedule.to_vec(),
+    // The file of the first n steps: preamble, HEAD, STEP chunks, LOSS (if any), END. With
+    // no steps the file needs no network: model id zero, no padding (SPEC §4.1).
+    let model_id = model.id();
+    let assemble = |n: usize, steps: &[u8], loss: Option<&LossChunk>| -> Vec<u8> {
+        let header = Header {
+            width: img.width as u32,
+            height: img.height as u32,
+            colour: img.colour,
+            source_depth: img.source_depth,
+            multiple: if n == 0 { 1 } else { m as u16 },
+            model_id: if n == 0 { [0; 32] } else { model_id },
+            seed,
+            conditioning: 0,
+            schedule: schedule[..=n].to_vec(),
+        };
+        let major = if n == 0 || loss.is_some_and(|l| l.kind >= 2) {
+            3
+        } else {
+            2
+        };
+        let mut out = Vec::new();
+        format::write_preamble(&mut out, major);
+        format::write_chunk(&mut out, kind::HEAD, &header.to_bytes());
+        out.extend_from_slice(steps);
+        if let Some(l) = loss {
+            format::write_chunk(&mut out, kind::LOSS, &l.to_bytes(major));
+        }
+        format::write_chunk(&mut out, kind::END, &[]);
+        out
     };
-    let mut out = Vec::new();
-    format::write_preamble(&mut out);
-    format::write_chunk(&mut out, kind::HEAD, &header.to_bytes());
+    let search = lossless && opts.prefix_search;
+    // The smallest lossless file so far: (prefix length, file size, LOSS chunk).
+    let mut best_loss: Option<(usize, usize, LossChunk)> = None;
+    let mut transforms: Vec<u8> = vec![0, 1, 2];
+    let mut try_prefix =
+        |n: usize, steps: &[u8], recon: Option<&[u8]>, transforms: &mut Vec<u8>| -> Result<bool> {
+            let l = lossless::encode(&img.pixels, recon, g.h, g.w, transforms)?;
+            *transforms = vec![l.transform];
+            let size = assemble(n, steps, Some(&l)).len();
+            let better = best_loss.as_ref().map_or(true, |b| size < b.1);
+            if better {
+                best_loss = Some((n, size, l));
+            }
+            Ok(better)
+        };
 
     // x, padded by edge replication (SPEC §6.5).
     let mut x = vec![0f32; g.len()];
@@ -117,6 +148,7 @@ pub(crate) fn encode_resumable(
         }
     }
     let nsteps = schedule.len() - 1;
+    let mut out = Vec::new(); // the STEP chunks
     let (first, mut z, mut reports, mut net_xhat) = match resume {
         Some(r) => {
             out.extend_from_slice(&r.chunks);
@@ -130,19 +162,26 @@ pub(crate) fn encode_resumable(
         ),
     };
     let mut snapshots = Vec::new();
-    let head_len = out.len() - resume.map_or(0, |r| r.chunks.len());
+    let mut searched_all = true;
     for n in first..nsteps {
         progress(n, nsteps + usize::from(lossless));
         let (pt, ps) = (schedule[n], schedule[n + 1]);
         if n > 0 && !(n == first && net_xhat.is_some()) {
             net_xhat = Some(super::denoise(model, &z, &pt, &g)?);
         }
+        if search {
+            let recon = net_xhat.as_ref().map(|x| super::crop_pred(x, &g));
+            if !try_prefix(n, &out, recon.as_deref(), &mut transforms)? {
+                searched_all = false;
+                break;
+            }
+        }
         if keep {
             snapshots.push(Snapshot {
                 n,
                 z: z.clone(),
                 xhat: net_xhat.clone(),
-                chunks: out[head_len..].to_vec(),
+                chunks: out.clone(),
                 reports: reports.clone(),
             });
         }
@@ -190,29 +229,31 @@ pub(crate) fn encode_resumable(
             blocks: st.units,
         });
     }
-    let mut loss_bytes = None;
-    if lossless {
-        progress(nsteps, nsteps + 1);
-        let last = schedule[nsteps];
-        let xh = super::denoise(model, &z, &last, &g)?;
-        let pred = super::crop_pred(&xh, &g);
-        let mut w = RangeWriter::new();
-        lossless::code(&mut w, &img.pixels, &pred, g.h, g.w)?;
-        let chunk = LossChunk {
-            sha256: Sha256::digest(&img.pixels).into(),
-            words: w.finish(),
-        };
-        let payload = chunk.to_bytes();
-        format::write_chunk(&mut out, kind::LOSS, &payload);
-        loss_bytes = Some(payload.len() + 12);
-    }
-    format::write_chunk(&mut out, kind::END, &[]);
+    let (bytes, loss_bytes) = if lossless {
+        if searched_all {
+            progress(nsteps, nsteps + 1);
+            let recon = if nsteps == 0 {
+                None
+            } else {
+                let xh = super::denoise(model, &z, &schedule[nsteps], &g)?;
+                Some(super::crop_pred(&xh, &g))
+            };
+            try_prefix(nsteps, &out, recon.as_deref(), &mut transforms)?;
+        }
+        let (n, _, l) = best_loss.expect("a lossless prefix was coded");
+        reports.truncate(n);
+        let steps_end = reports.iter().map(|r| r.chunk_bytes).sum::<usize>();
+        let bytes = assemble(n, &out[..steps_end], Some(&l));
+        (bytes, Some(l.to_bytes(3).len() + 12))
+    } else {
+        (assemble(nsteps, &out, None), None)
+    };
     progress(
         nsteps + usize::from(lossless),
         nsteps + usize::from(lossless),
     );
     Ok(Encoded {
-        bytes: out,
+        bytes,
         steps: reports,
         loss_bytes,
         snapshots,

@@ -1,7 +1,7 @@
 //! Stage 5: reading a file's structure without decoding (SPEC §2-§4): chunk boundaries and the
 //! checked chunk table of `ddpmc info`.
 
-use crate::format::{self, kind, Header, StepChunk};
+use crate::format::{self, kind, Header, LossChunk, StepChunk};
 use crate::step;
 use crate::{Error, Result};
 
@@ -55,6 +55,8 @@ pub struct FileInfo {
     pub total_bytes: usize,
     /// True when the END chunk is present.
     pub complete: bool,
+    /// The LOSS chunk's coder kind and (kind 2) colour transform, if there is one.
+    pub loss: Option<(u8, u8)>,
 }
 
 impl FileInfo {
@@ -78,6 +80,7 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
     let mut complete = false;
     let mut steps = 0usize;
     let mut loss = false;
+    let mut loss_kind = None;
     while let Some(c) = format::read_chunk(&bytes[pos..])? {
         let name = String::from_utf8_lossy(&c.kind).into_owned();
         if header.is_none() && c.kind != kind::HEAD && format::is_critical(c.kind) {
@@ -92,7 +95,9 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
                 if header.is_some() {
                     return Err(Error::format("second HEAD chunk"));
                 }
-                header = Some(Header::parse(c.payload)?);
+                let h = Header::parse(c.payload)?;
+                format::check_steps(major, &h)?;
+                header = Some(h);
             }
             kind::STEP => {
                 let s = StepChunk::parse(c.payload)?;
@@ -112,11 +117,18 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
                         "LOSS chunk out of place (it must follow the last STEP, once)",
                     ));
                 }
+                let l = LossChunk::parse(c.payload, major)?;
+                loss_kind = Some((l.kind, l.transform));
                 loss = true;
             }
             kind::END => {
                 if steps != total {
                     return Err(Error::format(format!("END after {steps} of {total} steps")));
+                }
+                if total == 0 && !loss {
+                    return Err(Error::format(
+                        "END without a LOSS chunk in a file with no steps (it holds no image)",
+                    ));
                 }
                 complete = true;
             }
@@ -144,5 +156,6 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
         chunks,
         total_bytes: bytes.len(),
         complete,
+        loss: loss_kind,
     })
 }

@@ -14,7 +14,8 @@ mod convert;
 mod decoder;
 mod encoder;
 mod inspect;
-mod lossless;
+#[doc(hidden)]
+pub mod lossless;
 mod rate;
 mod recon;
 
@@ -36,12 +37,17 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncodeOptions {
     /// Quality preset 1..=5: the number of coding steps after t = 1000 on the ladder
-    /// 1000 -> 150 -> 40 -> 12 -> 4 -> 1 ([`crate::diffusion::LADDER`]).
+    /// 1000 -> 150 -> 40 -> 12 -> 4 -> 1 ([`crate::diffusion::LADDER`]). With `lossless`, 0
+    /// is allowed too: no steps, the LOSS chunk alone (no network at either end).
     pub quality: u8,
     /// Target bits per pixel; overrides `quality` (the file lands at or under it).
     pub bpp: Option<f64>,
     /// Append a LOSS chunk that makes the decoded image bit-exact.
     pub lossless: bool,
+    /// With `lossless`: keep the chain prefix of 0..=`quality` steps whose file is smallest
+    /// (prefixes are tried in order; the search stops at the first that is larger than the
+    /// one before). Without it the prefix has exactly `quality` steps.
+    pub prefix_search: bool,
     /// Seed of the shared PRNG.
     pub seed: u64,
     /// Step coder kinds the encoder may choose from, per step by real size (SPEC §6.2);
@@ -55,6 +61,7 @@ impl Default for EncodeOptions {
             quality: 2,
             bpp: None,
             lossless: false,
+            prefix_search: false,
             seed: 0,
             coders: Vec::new(),
         }
@@ -164,12 +171,17 @@ pub fn encode_with_report(
     }
     let chain = encoder::ChainOpts {
         lossless: opts.lossless,
+        prefix_search: opts.prefix_search,
         seed: opts.seed,
         coders: &opts.coders,
     };
     let (enc, lambda) = match opts.bpp {
         None => {
-            let s = preset_schedule(opts.quality)?;
+            let s = if opts.lossless && opts.quality == 0 {
+                vec![SchedulePoint::at(crate::diffusion::LADDER[0])]
+            } else {
+                preset_schedule(opts.quality)?
+            };
             let l = s.last().map_or(0.0, |p| p.logsnr);
             (
                 encoder::encode_schedule(&data, model, &s, &chain, progress)?,
@@ -272,6 +284,7 @@ pub fn encode_with_schedule(
     let data = ImageData::from_dynamic(img)?;
     let chain = encoder::ChainOpts {
         lossless: false,
+        prefix_search: false,
         seed: 0,
         coders,
     };

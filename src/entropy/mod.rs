@@ -10,7 +10,12 @@
 
 use std::sync::OnceLock;
 
-use constriction::stream::model::DefaultContiguousCategoricalEntropyModel;
+use std::borrow::Borrow;
+use std::num::NonZeroU32;
+
+use constriction::stream::model::{
+    DecoderModel, DefaultContiguousCategoricalEntropyModel, EncoderModel, EntropyModel,
+};
 use constriction::stream::queue::{DefaultRangeDecoder, DefaultRangeEncoder};
 use constriction::stream::{Decode, Encode};
 
@@ -288,6 +293,97 @@ impl AdaptiveModel {
     }
 }
 
+/// Precision of the binary models of [`AdaptiveBit`]: probabilities are in units of 2^-16.
+pub const BIT_PRECISION: usize = 16;
+const BIT_ONE: u32 = 1 << BIT_PRECISION;
+/// Smallest and largest probability of a 1 an [`AdaptiveBit`] reaches (SPEC §10.6).
+const BIT_MIN: u32 = 32;
+const BIT_MAX: u32 = BIT_ONE - BIT_MIN;
+
+/// An integer adaptive binary model (SPEC §10.6): the probability of a 1 in units of 2^-16,
+/// starting at 1/2; after each bit it moves toward it by 1/(n + 2) of the distance
+/// (truncating division), where n counts the bits seen, up to `limit`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdaptiveBit {
+    p1: u32,
+    n: u32,
+}
+
+impl AdaptiveBit {
+    /// A fresh model (probability 1/2).
+    pub const fn new() -> Self {
+        AdaptiveBit {
+            p1: BIT_ONE / 2,
+            n: 0,
+        }
+    }
+
+    /// Probability of a 1, in units of 2^-16 (32..=65504).
+    pub fn p1(&self) -> u32 {
+        self.p1
+    }
+
+    /// Record `bit`; `limit` caps the count n (the slowest rate is 1/(limit + 2)).
+    #[inline]
+    pub fn update(&mut self, bit: bool, limit: u32) {
+        let target = if bit { BIT_ONE as i32 } else { 0 };
+        let p = self.p1 as i32;
+        let p = p + (target - p) / (self.n as i32 + 2);
+        self.p1 = (p as u32).clamp(BIT_MIN, BIT_MAX);
+        if self.n < limit {
+            self.n += 1;
+        }
+    }
+
+    /// Ideal code length of `bit` in bits.
+    pub fn bits(&self, bit: bool) -> f64 {
+        let p = if bit { self.p1 } else { BIT_ONE - self.p1 };
+        f64::from(BIT_PRECISION as u32) - f64::from(p).log2()
+    }
+}
+
+impl Default for AdaptiveBit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The constriction model of one binary decision: 0 takes [0, 2^16 - p1), 1 the rest.
+struct BinModel(u32);
+
+impl EntropyModel<BIT_PRECISION> for BinModel {
+    type Symbol = bool;
+    type Probability = u32;
+}
+
+impl EncoderModel<BIT_PRECISION> for BinModel {
+    #[inline]
+    fn left_cumulative_and_probability(
+        &self,
+        symbol: impl Borrow<bool>,
+    ) -> Option<(u32, NonZeroU32)> {
+        let p0 = BIT_ONE - self.0;
+        if *symbol.borrow() {
+            Some((p0, NonZeroU32::new(self.0)?))
+        } else {
+            Some((0, NonZeroU32::new(p0)?))
+        }
+    }
+}
+
+impl DecoderModel<BIT_PRECISION> for BinModel {
+    #[inline]
+    fn quantile_function(&self, quantile: u32) -> (bool, u32, NonZeroU32) {
+        let p0 = BIT_ONE - self.0;
+        // p0 and p1 are clamped to 32..=65504 by AdaptiveBit, so both are nonzero.
+        if quantile < p0 {
+            (false, 0, NonZeroU32::new(p0).unwrap_or(NonZeroU32::MIN))
+        } else {
+            (true, p0, NonZeroU32::new(self.0).unwrap_or(NonZeroU32::MIN))
+        }
+    }
+}
+
 /// Where symbols go: a real range coder or a bit counter; every step coder of `crate::step`
 /// writes through it, so its size estimates and its real bits share one path.
 pub trait SymbolSink {
@@ -300,6 +396,8 @@ pub trait SymbolSink {
         m.update(s);
         Ok(())
     }
+    /// Code `bit` under an adaptive binary model and update it (count limit `limit`).
+    fn put_bit(&mut self, m: &mut AdaptiveBit, bit: bool, limit: u32) -> Result<()>;
 }
 
 /// Counts ideal code lengths, sum of -log2 p (bits).
@@ -314,13 +412,18 @@ impl SymbolSink for BitCounter {
         self.bits += f64::from(model.bits(s));
         Ok(())
     }
+    fn put_bit(&mut self, m: &mut AdaptiveBit, bit: bool, limit: u32) -> Result<()> {
+        self.bits += m.bits(bit);
+        m.update(bit, limit);
+        Ok(())
+    }
 }
 
 /// The real coder: constriction's `DefaultRangeEncoder` (32-bit words, 64-bit state), which
 /// also counts ideal bits.
 pub struct RangeWriter {
     enc: DefaultRangeEncoder,
-    /// Ideal code length of everything written so far.
+    /// Ideal code length of the categorical symbols written so far (not the binary ones).
     pub ideal_bits: f64,
 }
 
@@ -354,6 +457,14 @@ impl SymbolSink for RangeWriter {
             .encode_symbol(s, &model.inner)
             .map_err(|e| Error::format(format!("range encoder: {e:?}")))
     }
+    #[inline]
+    fn put_bit(&mut self, m: &mut AdaptiveBit, bit: bool, limit: u32) -> Result<()> {
+        self.enc
+            .encode_symbol(bit, BinModel(m.p1()))
+            .map_err(|e| Error::format(format!("range encoder: {e:?}")))?;
+        m.update(bit, limit);
+        Ok(())
+    }
 }
 
 /// Reads symbols back: constriction's `DefaultRangeDecoder`.
@@ -381,6 +492,17 @@ impl RangeReader {
         let s = self.get(&m.model())?;
         m.update(s);
         Ok(s)
+    }
+
+    /// Decode one bit under an adaptive binary model and update it (count limit `limit`).
+    #[inline]
+    pub fn get_bit(&mut self, m: &mut AdaptiveBit, limit: u32) -> Result<bool> {
+        let b = self
+            .dec
+            .decode_symbol(BinModel(m.p1()))
+            .map_err(|_| Error::format("entropy-coded data is invalid"))?;
+        m.update(b, limit);
+        Ok(b)
     }
 }
 

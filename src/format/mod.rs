@@ -9,9 +9,10 @@ use crate::{Error, Result};
 
 /// File signature (SPEC §2).
 pub const SIGNATURE: [u8; 8] = [0x8B, b'D', b'D', b'P', b'M', b'C', 0x0D, 0x0A];
-/// Format major version written; files with a major version outside
-/// [`OLDEST_MAJOR`]..=[`VERSION_MAJOR`] are refused.
-pub const VERSION_MAJOR: u8 = 2;
+/// Newest format major version, read and written (SPEC §2); files with a major version outside
+/// [`OLDEST_MAJOR`]..=[`VERSION_MAJOR`] are refused. Encoders write the lowest version that
+/// holds the file: 2 for files without a LOSS chunk of kind 2, else 3.
+pub const VERSION_MAJOR: u8 = 3;
 /// Oldest major version read (version 1 files hold only coder kind 1).
 pub const OLDEST_MAJOR: u8 = 1;
 /// Format minor version; higher minor versions are read (they only add ancillary chunks).
@@ -64,10 +65,10 @@ pub fn write_chunk(out: &mut Vec<u8>, kind: [u8; 4], payload: &[u8]) {
     out.extend_from_slice(&h.finalize().to_le_bytes());
 }
 
-/// Write the preamble (signature and version).
-pub fn write_preamble(out: &mut Vec<u8>) {
+/// Write the preamble (signature and version `major`.0).
+pub fn write_preamble(out: &mut Vec<u8>, major: u8) {
     out.extend_from_slice(&SIGNATURE);
-    out.push(VERSION_MAJOR);
+    out.push(major);
     out.push(VERSION_MINOR);
 }
 
@@ -331,9 +332,9 @@ impl Header {
             )));
         }
         let steps = r.u8()? as usize;
-        if steps == 0 || steps > limits::MAX_STEPS {
+        if steps > limits::MAX_STEPS {
             return Err(Error::Limits(format!(
-                "step count {steps} (allowed 1..={})",
+                "step count {steps} (allowed 0..={})",
                 limits::MAX_STEPS
             )));
         }
@@ -430,19 +431,44 @@ impl StepChunk {
 /// -10.1 (t = 1000) to 9.2 (t = 1).
 pub const MAX_LOGSNR: f64 = 40.0;
 
+/// Step count 0 (SPEC §4.1) is allowed from format version 3 on, with a LOSS chunk.
+pub fn check_steps(major: u8, h: &Header) -> Result<()> {
+    if h.steps() == 0 && major < 3 {
+        return Err(Error::format(format!(
+            "step count 0 in a version-{major} file (allowed from version 3)"
+        )));
+    }
+    Ok(())
+}
+
+/// LOSS coder kinds (SPEC §4.4, §10): 1 = the residual against the reconstruction (every
+/// version), 2 = colour transform + weighted predictor (version 3).
+pub const LOSS_KINDS: [u8; 2] = [1, 2];
+
 /// A LOSS chunk's payload (SPEC §4.4).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LossChunk {
+    /// Coder kind (1 or 2; version 1 and 2 files hold kind 1 only, without the kind byte).
+    pub kind: u8,
     /// SHA-256 of the coded 8-bit samples (planar, 3 channels, unpadded).
     pub sha256: [u8; 32],
+    /// Kind 2: the colour transform (0..=2); 0 for kind 1.
+    pub transform: u8,
     /// Range-coded words of the residual.
     pub words: Vec<u32>,
 }
 
 impl LossChunk {
-    /// Serialise.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut o = self.sha256.to_vec();
+    /// Serialise for a file of format `major`.
+    pub fn to_bytes(&self, major: u8) -> Vec<u8> {
+        let mut o = Vec::new();
+        if major >= 3 {
+            o.push(self.kind);
+        }
+        o.extend_from_slice(&self.sha256);
+        if self.kind == 2 {
+            o.push(self.transform);
+        }
         o.extend_from_slice(&(self.words.len() as u32).to_le_bytes());
         for w in &self.words {
             o.extend_from_slice(&w.to_le_bytes());
@@ -450,14 +476,31 @@ impl LossChunk {
         o
     }
 
-    /// Parse.
-    pub fn parse(payload: &[u8]) -> Result<LossChunk> {
+    /// Parse the payload of a file of format `major`.
+    pub fn parse(payload: &[u8], major: u8) -> Result<LossChunk> {
         let mut r = Reader::new(payload, "LOSS");
+        let kind = if major >= 3 { r.u8()? } else { 1 };
+        if !LOSS_KINDS.contains(&kind) {
+            return Err(Error::format(format!(
+                "LOSS coder kind {kind} (this decoder knows {LOSS_KINDS:?})"
+            )));
+        }
         let sha256 = r.bytes32()?;
+        let transform = if kind == 2 { r.u8()? } else { 0 };
+        if transform > 2 {
+            return Err(Error::format(format!(
+                "LOSS colour transform {transform} (allowed 0..=2)"
+            )));
+        }
         let n = r.u32()?;
         let words = r.words(n)?;
         r.done()?;
-        Ok(LossChunk { sha256, words })
+        Ok(LossChunk {
+            kind,
+            sha256,
+            transform,
+            words,
+        })
     }
 }
 

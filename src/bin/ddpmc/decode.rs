@@ -121,10 +121,12 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         );
     }
     let total = d.steps_total().unwrap_or(0);
-    if d.steps_done() == 0 {
-        return Err(ddpmc::Error::Format(
-            "no complete coding step in the file (truncated?)".into(),
-        ));
+    if d.steps_done() == 0 && !d.is_lossless() {
+        return Err(ddpmc::Error::Format(if total == 0 {
+            "no LOSS chunk in a file with no coding steps (truncated?)".into()
+        } else {
+            "no complete coding step in the file (truncated?)".into()
+        }));
     }
     if let Some(n) = steps.filter(|&n| n > total) {
         eprintln!("notice: --steps {n}, but the file has {total} step(s): decoded them all");
@@ -138,13 +140,21 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     let img = d.image(recon)?;
     crate::write_output(&out, &crate::image_bytes(&img, format)?)?;
     if !a.quiet {
+        let done = if total == 0 {
+            "no coding steps".to_string()
+        } else {
+            format!(
+                "{} of {total} step{}",
+                d.steps_done(),
+                if total == 1 { "" } else { "s" }
+            )
+        };
         eprintln!(
-            "{} -> {}: {}x{}, {} of {total} steps{}",
+            "{} -> {}: {}x{}, {done}{}",
             crate::shown(&a.input),
             crate::shown(&out),
             img.width(),
             img.height(),
-            d.steps_done(),
             if d.is_lossless() {
                 ", lossless (verified)"
             } else {

@@ -14,13 +14,16 @@ pub struct Args {
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Quality preset: the number of coding steps on the ladder
-    /// 1000 -> 150 -> 40 -> 12 -> 4 -> 1 (1 = smallest, 5 = best).
-    #[arg(short, long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=5), conflicts_with = "bpp")]
-    quality: u8,
+    /// 1000 -> 150 -> 40 -> 12 -> 4 -> 1 (1 = smallest, 5 = best) [default: 2]. With
+    /// --lossless it is the progressive prefix kept before the exact residual, and 0 is
+    /// allowed (no steps: the smallest and fastest lossless file, decoded without a network).
+    #[arg(short, long, value_parser = clap::value_parser!(u8).range(0..=5), conflicts_with = "bpp", requires_if("0", "lossless"))]
+    quality: Option<u8>,
     /// Target size in bits per pixel; the file lands at or just under it.
     #[arg(long, conflicts_with = "lossless")]
     bpp: Option<f64>,
-    /// Append a chunk that makes the decoded image bit-exact.
+    /// Make the decoded image bit-exact. Without --quality the encoder keeps the prefix of
+    /// coding steps (0..=5) that gives the smallest file; usually none.
     #[arg(long)]
     lossless: bool,
     /// Model weights (safetensors) [default: the built-in model].
@@ -57,9 +60,10 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     let img = read_image(&a.input)?;
     let model = crate::load_model(a.model.as_deref())?;
     let opts = EncodeOptions {
-        quality: a.quality,
+        quality: a.quality.unwrap_or(if a.lossless { 5 } else { 2 }),
         bpp: a.bpp,
         lossless: a.lossless,
+        prefix_search: a.lossless && a.quality.is_none(),
         seed: a.seed,
         coders: a.coders.clone(),
     };
@@ -81,12 +85,13 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     if !a.quiet {
         let px = f64::from(img.width()) * f64::from(img.height());
         eprintln!(
-            "{} -> {}: {} bytes, {:.4} bpp, {} steps{}",
+            "{} -> {}: {} bytes, {:.4} bpp, {} step{}{}",
             crate::shown(&a.input),
             crate::shown(&out),
             bytes.len(),
             bytes.len() as f64 * 8.0 / px,
             rep.steps.len(),
+            if rep.steps.len() == 1 { "" } else { "s" },
             if rep.loss_bytes.is_some() {
                 " + lossless"
             } else {

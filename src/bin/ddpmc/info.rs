@@ -60,6 +60,8 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             "steps_in_header": h.steps(),
             "steps": steps,
             "lossless_bytes": loss.map(|c| c.len),
+            "lossless_kind": info.loss.map(|l| l.0),
+            "lossless_colour_transform": info.loss.filter(|l| l.0 == 2).map(|l| l.1),
             "total_bytes": info.total_bytes,
             "bpp": info.total_bytes as f64 * 8.0 / px,
             "complete": info.complete,
@@ -72,8 +74,12 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         "  image      {}x{} {colour}, source {} bit, padded to a multiple of {}",
         h.width, h.height, h.source_depth, h.multiple
     );
-    println!("  model      {}", hex(&h.model_id));
-    println!("  seed       {}", h.seed);
+    if h.steps() == 0 {
+        println!("  model      none: no coding steps, the image is in the LOSS chunk alone");
+    } else {
+        println!("  model      {}", hex(&h.model_id));
+        println!("  seed       {}", h.seed);
+    }
     println!(
         "  total      {} bytes, {:.4} bpp{}",
         info.total_bytes,
@@ -84,7 +90,9 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             " (truncated: no END chunk)"
         }
     );
-    println!("  step  t from -> to     log-SNR   coder  block     K     bytes   cum. bpp");
+    if h.steps() > 0 {
+        println!("  step  t from -> to     log-SNR   coder  block     K     bytes   cum. bpp");
+    }
     for s in &steps {
         println!(
             "  {:>4}  {:>6.1} -> {:<6.1}  {:>7.3}  {:>5}  {:>5}  {:>4}  {:>8}  {:>8.4}",
@@ -100,10 +108,25 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         );
     }
     if let Some(c) = loss {
+        let how = match info.loss {
+            Some((2, t)) => format!(
+                "kind 2, colour transform {}",
+                ["RGB", "G, R-G, B-G", "YCoCg-R"]
+                    .get(usize::from(t))
+                    .unwrap_or(&"?")
+            ),
+            Some((k, _)) => format!("kind {k}"),
+            None => String::new(),
+        };
         println!(
-            "  lossless  {:>8} bytes, {:.4} bpp total",
+            "  lossless  {:>8} bytes, {:.4} bpp total ({how}{})",
             c.len,
-            (c.offset + c.len) as f64 * 8.0 / px
+            (c.offset + c.len) as f64 * 8.0 / px,
+            if h.steps() == 0 {
+                "; decoded without a network"
+            } else {
+                "; predicted with the last step's reconstruction"
+            }
         );
     }
     if info.header.steps() > steps.len() {

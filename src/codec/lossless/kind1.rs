@@ -1,7 +1,7 @@
-//! Stage 5: the lossless end (SPEC §10): the 8-bit residual p - round(xhat) with a context
-//! model over decoded residual classes.
+//! LOSS kind 1 (SPEC §10.1), decoded only: the 8-bit residual p - round(xhat) with a
+//! context model over decoded residual classes (format versions 1 and 2).
 
-use crate::entropy::{AdaptiveModel, Model, RangeReader, SymbolSink};
+use crate::entropy::{AdaptiveModel, Model, RangeReader};
 use crate::{Error, Result};
 
 const CLASSES: usize = 10;
@@ -10,18 +10,6 @@ const CTX_A: usize = 12;
 /// 8-bit prediction from a clipped x0 estimate: round((xhat + 1) * 127.5), in 0..=255.
 pub(crate) fn predict(xhat: f32) -> u8 {
     ((xhat + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8
-}
-
-fn class(v: u32) -> usize {
-    (32 - v.leading_zeros()) as usize
-}
-
-fn zigzag(e: i32) -> u32 {
-    if e >= 0 {
-        (2 * e) as u32
-    } else {
-        (-2 * e - 1) as u32
-    }
 }
 
 struct Ctx {
@@ -50,33 +38,6 @@ impl Ctx {
         };
         cc * CTX_A + a
     }
-}
-
-/// Code the residual of planar 3 x h x w pixels against their predictions.
-pub(crate) fn code<S: SymbolSink>(
-    sink: &mut S,
-    pix: &[u8],
-    pred: &[u8],
-    h: usize,
-    w: usize,
-) -> Result<()> {
-    let mut cx = Ctx::new(pix.len());
-    for c in 0..3 {
-        for y in 0..h {
-            for x in 0..w {
-                let i = (c * h + y) * w + x;
-                let v = zigzag(i32::from(pix[i]) - i32::from(pred[i]));
-                let b = class(v);
-                let ctx = cx.ctx(c, y, x, h, w);
-                sink.put_adaptive(&mut cx.models[ctx], b)?;
-                if b >= 2 {
-                    sink.put(&cx.uniform[b - 1], (v - (1 << (b - 1))) as usize)?;
-                }
-                cx.classes[i] = b as u8;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Decode the residual; returns the pixels.
