@@ -31,15 +31,32 @@ CODEC_LO = float(logsnr_of_abar(ABAR[800]))
 CODEC_HI = float(logsnr_of_abar(ABAR[2]))
 
 
-def sample_logsnr(n: int, gen: torch.Generator) -> torch.Tensor:
+# The timesteps where the default ladder (codec::LADDER = 1000, 150, 40, 12, 4, 1) calls the
+# network before a step, and the bits (bpp, Kodak, shipped model) of the step each one starts.
+LADDER_POINTS = [150, 40, 12, 4]
+LADDER_BITS = [1.09, 1.51, 1.75, 2.48]
+
+
+def sample_logsnr(n: int, gen: torch.Generator, ladder_frac: float = 0.0) -> torch.Tensor:
     """Noise levels where the codec works: 80 % uniform in log-SNR over t = 2..800,
-    20 % uniform over the integer timesteps 1..T."""
+    20 % uniform over the integer timesteps 1..T. With ladder_frac > 0, that share of the
+    batch is instead drawn at the ladder's network points, weighted by the bits of the step
+    each starts, with a log-SNR jitter of 0.25."""
     u = torch.rand(n, generator=gen, dtype=torch.float64)
     lam = CODEC_LO + (CODEC_HI - CODEC_LO) * u
     t = torch.randint(1, T + 1, (n,), generator=gen)
     lam_t = logsnr_of_abar(ABAR[t])
     pick = torch.rand(n, generator=gen) < 0.2
-    return torch.where(pick, lam_t, lam)
+    lam = torch.where(pick, lam_t, lam)
+    if ladder_frac > 0:
+        w = torch.tensor(LADDER_BITS, dtype=torch.float64)
+        idx = torch.multinomial(w, n, replacement=True, generator=gen)
+        pts = torch.tensor(LADDER_POINTS)[idx]
+        jit = 0.25 * torch.randn(n, generator=gen, dtype=torch.float64)
+        lam_l = (logsnr_of_abar(ABAR[pts]) + jit).clamp(LOGSNR_T, LOGSNR_MAX)
+        on = torch.rand(n, generator=gen) < ladder_frac
+        lam = torch.where(on, lam_l, lam)
+    return lam
 
 
 def gaussian_marginal(x, lam, gen):

@@ -191,6 +191,8 @@ def main():
     ap.add_argument("--lr-min", type=float, default=1e-5)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--chain-frac", type=float, default=0.5, help="share of each batch on the coding chain's marginals")
+    ap.add_argument("--ladder-frac", type=float, default=0.0,
+                    help="share of each batch at the default ladder's network points, weighted by their steps' bits")
     ap.add_argument("--steps", type=int, default=10**9, help="stop after this many steps")
     ap.add_argument("--minutes", type=float, default=1e9, help="stop after this many minutes")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -292,7 +294,7 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         x = sample_batch(imgs, args.batch, args.crop, gen)
-        lam = D.sample_logsnr(args.batch, gen)
+        lam = D.sample_logsnr(args.batch, gen, args.ladder_frac)
         nc = int(round(args.batch * args.chain_frac))
         zg = D.gaussian_marginal(x[nc:], lam[nc:], gen)
         zc = D.chain_marginal(x[:nc], lam[:nc], gen) if nc > 0 else zg[:0]
