@@ -9,13 +9,15 @@
 //! - [`report`]: `results.csv`, the summary tables, the BD table, the comparison with a
 //!   reference table;
 //! - [`plot`]: the rate-distortion plots and the progressive filmstrip;
-//! - [`ddpmc`]: ddpmc itself, every decoded step of each preset's file as a rate point.
+//! - [`ddpmc`]: ddpmc itself, every decoded step of each preset's file as a rate point;
+//! - [`lossless`]: lossless sizes of ddpmc, PNG, WebP lossless and JPEG XL (`--lossless`).
 //!
 //! A codec enters the bench through [`RdCodec`]: given an image it returns the decoded images
 //! of all its rate points, with their sizes and timings; [`measure`] turns them into [`Row`]s.
 
 pub mod classic;
 pub mod ddpmc;
+pub mod lossless;
 pub mod metrics;
 pub mod plot;
 pub mod rd;

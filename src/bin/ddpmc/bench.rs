@@ -60,6 +60,45 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Lossless instead of rate-distortion: per image the size of `ddpmc encode --lossless`
+    /// next to PNG, WebP lossless and JPEG XL (where cwebp/dwebp and cjxl/djxl are on PATH),
+    /// every file decoded back and compared; writes lossless.{csv,md}.
+    #[arg(long)]
+    pub lossless: bool,
+    /// With --lossless: also measure these fixed progressive prefixes (comma-separated step
+    /// counts 0..=5, as `encode --lossless --quality N`).
+    #[arg(long, value_delimiter = ',', requires = "lossless", value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub prefixes: Vec<u8>,
+}
+
+/// `ddpmc bench --lossless`.
+fn run_lossless(args: &Args) -> ddpmc::Result<()> {
+    use ddpmc::bench::lossless;
+    let images = ddpmc::bench::run::list_images(&args.dataset, args.limit)?;
+    let model = crate::load_model(args.model.as_deref())?;
+    let quiet = args.quiet;
+    let mut progress = |i: usize, n: usize, name: &str| {
+        if !quiet && i < n {
+            eprintln!("lossless bench: image {}/{n} {name}", i + 1);
+        }
+    };
+    let rows = lossless::run_lossless(model.as_ref(), &images, &args.prefixes, &mut progress)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        ddpmc::Error::Parameter(format!("output folder {}: {e}", args.out.display()))
+    })?;
+    let md = lossless::to_markdown(&rows, &args.dataset.display().to_string());
+    crate::write_output(
+        &args.out.join("lossless.csv"),
+        lossless::to_csv(&rows).as_bytes(),
+    )?;
+    crate::write_output(&args.out.join("lossless.md"), md.as_bytes())?;
+    println!("{md}");
+    println!(
+        "{} rows written to {}",
+        rows.len(),
+        args.out.join("lossless.csv").display()
+    );
+    Ok(())
 }
 
 /// The ddpmc codec for the bench: the model and the parsed settings.
@@ -77,6 +116,9 @@ fn ddpmc_codec(args: &Args) -> ddpmc::Result<Box<dyn RdCodec>> {
 
 /// Runs `ddpmc bench`.
 pub fn run(args: Args) -> ddpmc::Result<()> {
+    if args.lossless {
+        return run_lossless(&args);
+    }
     if let Some(p) = &args.from_results {
         let rows = report::read_results_csv(p)?;
         let mut images: Vec<&str> = rows.iter().map(|r| r.image.as_str()).collect();
