@@ -90,6 +90,27 @@ fn decode_options_frames_steps_info() {
     assert!(frames.join("step_01.png").exists() && frames.join("step_02.png").exists());
     assert!(!frames.join("step_03.png").exists());
     assert!(!image::open(&out).unwrap().color().has_color());
+    // The frames of that decode are not overwritten without --force.
+    let again = ddpmc(
+        &[
+            "decode",
+            s(&coded),
+            "-o",
+            s(&tmp("k04_again.png")),
+            "--model",
+            TINY,
+            "--frames",
+            s(&frames),
+        ],
+        None,
+    );
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("step_01.png") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!tmp("k04_again.png").exists());
     let info = ok(&["info", s(&coded), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(v["width"], 64);

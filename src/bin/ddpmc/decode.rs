@@ -70,7 +70,13 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         ReconArg::Sample => Recon::Sample,
     };
     if let Some(dir) = &a.frames {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            ddpmc::Error::Parameter(format!("frames folder {}: {e}", dir.display()))
+        })?;
+        // Frames are step_01.png, step_02.png ...: never overwrite earlier ones unasked.
+        for n in 1..=ddpmc::format::limits::MAX_STEPS {
+            crate::check_overwrite(&dir.join(format!("step_{n:02}.png")), a.force)?;
+        }
     }
     let steps = a.steps.map(|s| s as usize);
     let mut d = Decoder::new(model.as_ref());
