@@ -209,6 +209,9 @@ fn thread_count_does_not_change_files() {
                 "--force",
             ],
         ] {
+            // RAYON_NUM_THREADS and --threads both set the pool; the files must not change.
+            let mut args = args.clone();
+            args.extend(["--threads", t]);
             let o = ddpmc(&args, Some(t));
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
@@ -532,4 +535,159 @@ fn lossless_prefixes_and_info() {
     let o = ddpmc(&["encode", src, "-o", s(&tmp("x.ddpmc")), "-q", "0"], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--lossless"));
+}
+
+/// The ICC profile of the input survives encode and decode (PNG and TIFF outputs), an EXIF
+/// orientation is applied with a notice, and an unwritable output fails before any work.
+#[test]
+fn colour_profile_orientation_and_unwritable_output() {
+    use image::ImageDecoder;
+    let want = image::codecs::png::PngDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(root().join("samples/kodim19_icc.png")).unwrap(),
+    ))
+    .unwrap()
+    .icc_profile()
+    .unwrap()
+    .unwrap();
+    let coded = tmp("icc.ddpmc");
+    ok(&[
+        "encode",
+        "samples/kodim19_icc.png",
+        "-o",
+        s(&coded),
+        "--model",
+        TINY,
+        "--force",
+    ]);
+    let info = ok(&["info", s(&coded)]);
+    assert!(String::from_utf8_lossy(&info.stdout)
+        .contains(&format!("ICC profile of {} bytes", want.len())));
+    let png = tmp("icc.png");
+    ok(&[
+        "decode",
+        s(&coded),
+        "-o",
+        s(&png),
+        "--model",
+        TINY,
+        "--force",
+    ]);
+    let got = image::codecs::png::PngDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(&png).unwrap(),
+    ))
+    .unwrap()
+    .icc_profile()
+    .unwrap();
+    assert_eq!(got.as_deref(), Some(want.as_slice()));
+    let tif = tmp("icc.tiff");
+    ok(&[
+        "decode",
+        s(&coded),
+        "-o",
+        s(&tif),
+        "--model",
+        TINY,
+        "--force",
+    ]);
+    let got = image::codecs::tiff::TiffDecoder::new(std::io::BufReader::new(
+        std::fs::File::open(&tif).unwrap(),
+    ))
+    .unwrap()
+    .icc_profile()
+    .unwrap();
+    assert_eq!(got.as_deref(), Some(want.as_slice()));
+
+    // EXIF orientation 6 (rotate 90 degrees clockwise): the file is coded upright.
+    let coded = tmp("exif.ddpmc");
+    let o = ok(&[
+        "encode",
+        "samples/kodim19_exif6.jpg",
+        "-o",
+        s(&coded),
+        "--model",
+        TINY,
+        "--force",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("EXIF orientation"));
+    let png = tmp("exif.png");
+    ok(&[
+        "decode",
+        s(&coded),
+        "-o",
+        s(&png),
+        "--model",
+        TINY,
+        "--force",
+    ]);
+    let img = image::open(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (41, 53));
+
+    // An output folder that cannot be written: refused at once, naming the folder.
+    let o = ddpmc(
+        &[
+            "encode",
+            "samples/kodim19_odd.png",
+            "-o",
+            "/proc/no-such-dir/x.ddpmc",
+            "--model",
+            TINY,
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/proc/no-such-dir"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// An output that is a symbolic link is written through (the link stays), and of two runs
+/// writing one output without --force exactly one succeeds.
+#[test]
+fn symlinked_output_and_concurrent_writers() {
+    let target = tmp("sym_target.ddpmc");
+    let link = tmp("sym_link.ddpmc");
+    std::fs::write(&target, b"old").unwrap();
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    ok(&[
+        "encode",
+        "samples/kodim19_odd.png",
+        "-o",
+        s(&link),
+        "--model",
+        TINY,
+        "--force",
+    ]);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read(&target).unwrap().starts_with(b"\x8bDDPMC"));
+
+    let out = tmp("race.ddpmc");
+    let _ = std::fs::remove_file(&out);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_ddpmc"))
+            .args([
+                "encode",
+                "samples/kodim23_crop.png",
+                "-o",
+                s(&out),
+                "--model",
+                TINY,
+                "--quiet",
+            ])
+            .current_dir(root())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    let wins = [a.wait().unwrap(), b.wait().unwrap()]
+        .iter()
+        .filter(|st| st.success())
+        .count();
+    assert_eq!(wins, 1);
+    assert!(std::fs::read(&out).unwrap().starts_with(b"\x8bDDPMC"));
 }

@@ -731,3 +731,27 @@ fn measure_kodak() {
         );
     }
 }
+
+/// An ICC profile given to the encoder comes back from the decoder (SPEC §4.5); the file is
+/// minor version 1 and decodes the same image as without it.
+#[test]
+fn icc_profile_is_carried() {
+    let m = Analytic::default();
+    let img = sample("kodim19_odd.png");
+    let icc: Vec<u8> = (0..700u32).map(|i| (i * 7 % 251) as u8).collect();
+    let o = EncodeOptions {
+        quality: 2,
+        icc_profile: Some(icc.clone()),
+        ..Default::default()
+    };
+    let with = encode(&img, &m, &o).unwrap();
+    let without = encode(&img, &m, &opts(2)).unwrap();
+    assert_eq!((with[9], without[9]), (1, 0));
+    assert_eq!(with.len(), without.len() + icc.len() + 12);
+    assert_eq!(inspect(&with).unwrap().icc_bytes, Some(icc.len()));
+    let a = decode(&with, &m, None, Recon::Denoise).unwrap();
+    let b = decode(&without, &m, None, Recon::Denoise).unwrap();
+    assert_eq!(a.icc_profile.as_deref(), Some(icc.as_slice()));
+    assert!(b.icc_profile.is_none());
+    assert_eq!(a.image.to_rgb8().as_raw(), b.image.to_rgb8().as_raw());
+}

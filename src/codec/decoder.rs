@@ -32,6 +32,7 @@ pub struct Decoder<'m> {
     max_steps: Option<usize>,
     skipped: usize,
     symbol_digest: Option<Sha256>,
+    icc: Option<Vec<u8>>,
 }
 
 impl<'m> Decoder<'m> {
@@ -54,6 +55,7 @@ impl<'m> Decoder<'m> {
             max_steps: None,
             skipped: 0,
             symbol_digest: None,
+            icc: None,
         }
     }
 
@@ -209,6 +211,16 @@ impl<'m> Decoder<'m> {
             k if format::is_critical(k) => Err(Error::format(format!(
                 "unknown critical chunk {name:?} (this decoder knows HEAD, STEP, LOSS, END)"
             ))),
+            kind::ICCP => {
+                // Kept only where SPEC §4.5 puts it: after HEAD, before any STEP or LOSS.
+                if self.steps_done + self.skipped == 0
+                    && self.pixels.is_none()
+                    && self.icc.is_none()
+                {
+                    self.icc = Some(payload.to_vec());
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -311,6 +323,11 @@ impl<'m> Decoder<'m> {
         self.finished
     }
 
+    /// The source image's ICC colour profile, if the file carries one (SPEC §4.5).
+    pub fn icc_profile(&self) -> Option<&[u8]> {
+        self.icc.as_deref()
+    }
+
     /// Is the image bit-exact (LOSS chunk decoded and verified)?
     pub fn is_lossless(&self) -> bool {
         self.pixels.is_some()
@@ -362,6 +379,7 @@ impl<'m> Decoder<'m> {
             steps_total: self.steps_total().unwrap_or(0),
             truncated: !self.finished,
             lossless: self.pixels.is_some(),
+            icc_profile: self.icc,
         })
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct ChainOpts<'a> {
     pub seed: u64,
     /// Coder kinds the encoder may choose from (empty: [`step::DEFAULT_CODERS`]).
     pub coders: &'a [u8],
+    /// The source's ICC profile, carried in an `iccp` chunk after HEAD.
+    pub icc: Option<&'a [u8]>,
 }
 
 /// Everything the encoder produces for one schedule.
@@ -112,8 +114,16 @@ pub(crate) fn encode_resumable(
             2
         };
         let mut out = Vec::new();
-        format::write_preamble(&mut out, major);
+        let minor = if opts.icc.is_some() {
+            format::MINOR_ICCP
+        } else {
+            format::VERSION_MINOR
+        };
+        format::write_preamble(&mut out, major, minor);
         format::write_chunk(&mut out, kind::HEAD, &header.to_bytes());
+        if let Some(icc) = opts.icc {
+            format::write_chunk(&mut out, kind::ICCP, icc);
+        }
         out.extend_from_slice(steps);
         if let Some(l) = loss {
             format::write_chunk(&mut out, kind::LOSS, &l.to_bytes(major));

@@ -57,6 +57,8 @@ pub struct FileInfo {
     pub complete: bool,
     /// The LOSS chunk's coder kind and (kind 2) colour transform, if there is one.
     pub loss: Option<(u8, u8)>,
+    /// Bytes of the ICC profile the file carries (SPEC §4.5), if any.
+    pub icc_bytes: Option<usize>,
 }
 
 impl FileInfo {
@@ -81,6 +83,7 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
     let mut steps = 0usize;
     let mut loss = false;
     let mut loss_kind = None;
+    let mut icc_bytes = None;
     while let Some(c) = format::read_chunk(&bytes[pos..])? {
         let name = String::from_utf8_lossy(&c.kind).into_owned();
         if header.is_none() && c.kind != kind::HEAD && format::is_critical(c.kind) {
@@ -132,6 +135,9 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
                 }
                 complete = true;
             }
+            kind::ICCP if header.is_some() && steps == 0 && !loss && icc_bytes.is_none() => {
+                icc_bytes = Some(c.payload.len());
+            }
             k if format::is_critical(k) => {
                 return Err(Error::format(format!(
                     "unknown critical chunk {name:?} (this decoder knows HEAD, STEP, LOSS, END)"
@@ -157,5 +163,6 @@ pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {
         total_bytes: bytes.len(),
         complete,
         loss: loss_kind,
+        icc_bytes,
     })
 }

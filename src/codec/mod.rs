@@ -53,6 +53,9 @@ pub struct EncodeOptions {
     /// Step coder kinds the encoder may choose from, per step by real size (SPEC §6.2);
     /// empty: kinds 1 and 2.
     pub coders: Vec<u8>,
+    /// The source image's ICC colour profile, kept in the file (SPEC §4.5) and given back by
+    /// the decoder ([`DecodedFile::icc_profile`]).
+    pub icc_profile: Option<Vec<u8>>,
 }
 
 impl Default for EncodeOptions {
@@ -64,6 +67,7 @@ impl Default for EncodeOptions {
             prefix_search: false,
             seed: 0,
             coders: Vec::new(),
+            icc_profile: None,
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct DecodedFile {
     pub truncated: bool,
     /// True when the image is bit-exact (LOSS chunk verified).
     pub lossless: bool,
+    /// The source image's ICC colour profile, if the file carries one.
+    pub icc_profile: Option<Vec<u8>>,
 }
 
 /// The image after one step, for progressive displays and rate-distortion curves.
@@ -169,11 +175,21 @@ pub fn encode_with_report(
             format::limits::MAX_PIXELS
         )));
     }
+    if let Some(icc) = &opts.icc_profile {
+        if icc.len() > format::limits::MAX_ICC {
+            return Err(Error::Limits(format!(
+                "ICC profile of {} bytes (allowed up to {})",
+                icc.len(),
+                format::limits::MAX_ICC
+            )));
+        }
+    }
     let chain = encoder::ChainOpts {
         lossless: opts.lossless,
         prefix_search: opts.prefix_search,
         seed: opts.seed,
         coders: &opts.coders,
+        icc: opts.icc_profile.as_deref(),
     };
     let (enc, lambda) = match opts.bpp {
         None => {
@@ -287,6 +303,7 @@ pub fn encode_with_schedule(
         prefix_search: false,
         seed: 0,
         coders,
+        icc: None,
     };
     let e = encoder::encode_schedule(&data, model, schedule, &chain, &mut |_, _| {})?;
     Ok((e.bytes, e.steps))

@@ -15,8 +15,11 @@ pub const SIGNATURE: [u8; 8] = [0x8B, b'D', b'D', b'P', b'M', b'C', 0x0D, 0x0A];
 pub const VERSION_MAJOR: u8 = 3;
 /// Oldest major version read (version 1 files hold only coder kind 1).
 pub const OLDEST_MAJOR: u8 = 1;
-/// Format minor version; higher minor versions are read (they only add ancillary chunks).
+/// Format minor version written when a file holds no ancillary chunk defined after x.0;
+/// higher minor versions are read (they only add ancillary chunks).
 pub const VERSION_MINOR: u8 = 0;
+/// Minor version of a file with an `iccp` chunk (SPEC §4.5).
+pub const MINOR_ICCP: u8 = 1;
 /// Bytes before the first chunk: signature + major + minor.
 pub const PREAMBLE_LEN: usize = 10;
 
@@ -31,6 +34,8 @@ pub mod kind {
     pub const LOSS: [u8; 4] = *b"LOSS";
     /// End of file.
     pub const END: [u8; 4] = *b"END ";
+    /// Ancillary: the source image's ICC colour profile (SPEC §4.5).
+    pub const ICCP: [u8; 4] = *b"iccp";
 }
 
 /// Decoder limits (SPEC §9).
@@ -47,6 +52,8 @@ pub mod limits {
     pub const MAX_MULTIPLE: u16 = 256;
     /// Allowed block sizes.
     pub const BLOCK_SIZES: [u16; 6] = [4, 8, 16, 32, 64, 128];
+    /// Largest ICC profile carried (SPEC §4.5).
+    pub const MAX_ICC: usize = 1 << 24;
 }
 
 /// Is this chunk type critical?
@@ -65,11 +72,11 @@ pub fn write_chunk(out: &mut Vec<u8>, kind: [u8; 4], payload: &[u8]) {
     out.extend_from_slice(&h.finalize().to_le_bytes());
 }
 
-/// Write the preamble (signature and version `major`.0).
-pub fn write_preamble(out: &mut Vec<u8>, major: u8) {
+/// Write the preamble (signature and version `major`.`minor`).
+pub fn write_preamble(out: &mut Vec<u8>, major: u8, minor: u8) {
     out.extend_from_slice(&SIGNATURE);
     out.push(major);
-    out.push(VERSION_MINOR);
+    out.push(minor);
 }
 
 /// Check the preamble at the start of `buf` (at least [`PREAMBLE_LEN`] bytes); returns the

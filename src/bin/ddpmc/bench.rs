@@ -90,8 +90,9 @@ fn run_lossless(args: &Args) -> ddpmc::Result<()> {
     crate::write_output(
         &args.out.join("lossless.csv"),
         lossless::to_csv(&rows).as_bytes(),
+        true,
     )?;
-    crate::write_output(&args.out.join("lossless.md"), md.as_bytes())?;
+    crate::write_output(&args.out.join("lossless.md"), md.as_bytes(), true)?;
     println!("{md}");
     println!(
         "{} rows written to {}",

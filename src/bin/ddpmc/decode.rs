@@ -45,12 +45,16 @@ pub struct Args {
     /// No progress bar or summary.
     #[arg(long)]
     quiet: bool,
+    /// Also print each step as it is decoded: bytes read so far, bits per pixel and time.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 /// Run the command.
 pub fn run(a: Args) -> ddpmc::Result<()> {
     let out = crate::output_path(&a.input, a.output.as_deref(), "decoded.png")?;
     crate::check_overwrite(&out, a.force)?;
+    crate::check_writable(&out)?;
     let format = if crate::is_std(&out) {
         Ok(image::ImageFormat::Png)
     } else {
@@ -85,6 +89,8 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     let mut pos = 0;
     let mut failure = None;
     let mut frames_written = 0;
+    let mut verbose_steps = 0;
+    let started = std::time::Instant::now();
     // With --steps N, reading stops after step N: later chunks (even corrupt ones) do not
     // matter to the image asked for.
     let mut stopped = false;
@@ -98,6 +104,22 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             break;
         }
         pos = end;
+        if a.verbose && d.steps_done() > verbose_steps {
+            verbose_steps = d.steps_done();
+            if let Some(h) = d.header() {
+                let px = f64::from(h.width) * f64::from(h.height);
+                let msg = format!(
+                    "step {verbose_steps}: {} bytes read ({:.4} bpp), {:.2} s",
+                    d.bytes_consumed(),
+                    d.bytes_consumed() as f64 * 8.0 / px,
+                    started.elapsed().as_secs_f64()
+                );
+                match &bar {
+                    Some(b) if !b.is_hidden() => b.println(msg),
+                    _ => eprintln!("{msg}"),
+                }
+            }
+        }
         if let (Some(b), Some(t)) = (&bar, d.steps_total()) {
             b.set_length(steps.map_or(t, |s| s.min(t)) as u64);
             b.set_position(d.steps_done() as u64);
@@ -106,8 +128,9 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             while frames_written < d.steps_done() {
                 frames_written += 1;
                 let f = dir.join(format!("step_{frames_written:02}.png"));
-                let png = crate::image_bytes(&d.image(recon)?, image::ImageFormat::Png)?;
-                crate::write_atomic(&f, &png)?;
+                let png =
+                    crate::image_bytes(&d.image(recon)?, image::ImageFormat::Png, d.icc_profile())?;
+                crate::write_atomic(&f, &png, a.force)?;
             }
         }
     }
@@ -144,7 +167,11 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         );
     }
     let img = d.image(recon)?;
-    crate::write_output(&out, &crate::image_bytes(&img, format)?)?;
+    crate::write_output(
+        &out,
+        &crate::image_bytes(&img, format, d.icc_profile())?,
+        a.force,
+    )?;
     if !a.quiet {
         let done = if total == 0 {
             "no coding steps".to_string()

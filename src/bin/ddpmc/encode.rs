@@ -41,8 +41,12 @@ pub struct Args {
     #[arg(short, long)]
     force: bool,
     /// No progress bar or summary.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "verbose")]
     quiet: bool,
+    /// Also print each step: timesteps, coder kind, tile or block size, K, bytes and the
+    /// share of side information.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 /// Run the command.
@@ -57,7 +61,13 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             )));
         }
     }
-    let img = read_image(&a.input)?;
+    crate::check_writable(&out)?;
+    let (img, icc, notices) = read_image(&a.input)?;
+    for n in &notices {
+        if !a.quiet {
+            eprintln!("notice: {n}");
+        }
+    }
     let model = crate::load_model(a.model.as_deref())?;
     let opts = EncodeOptions {
         quality: a.quality.unwrap_or(if a.lossless { 5 } else { 2 }),
@@ -66,6 +76,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         prefix_search: a.lossless && a.quality.is_none(),
         seed: a.seed,
         coders: a.coders.clone(),
+        icc_profile: icc,
     };
     let bar = (!a.quiet).then(|| crate::bar(0, "encoding"));
     let mut progress = |done: usize, total: usize| {
@@ -81,7 +92,29 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     for n in &rep.notices {
         eprintln!("notice: {n}");
     }
-    crate::write_output(&out, &bytes)?;
+    crate::write_output(&out, &bytes, a.force)?;
+    if a.verbose {
+        let px = f64::from(img.width()) * f64::from(img.height());
+        for (i, r) in rep.steps.iter().enumerate() {
+            eprintln!(
+                "step {}: t {:.0} -> {:.0}, coder {}, block {}, K {}, {} bytes ({:.4} bpp, side information {:.1} %, {}/{} units skipped)",
+                i + 1,
+                r.t_start,
+                r.t_end,
+                r.coder,
+                r.block,
+                r.k_max,
+                r.chunk_bytes,
+                r.chunk_bytes as f64 * 8.0 / px,
+                100.0 * r.side_bits / r.ideal_bits.max(1e-9),
+                r.skipped_blocks,
+                r.blocks
+            );
+        }
+        if let Some(l) = rep.loss_bytes {
+            eprintln!("lossless: {l} bytes ({:.4} bpp)", l as f64 * 8.0 / px);
+        }
+    }
     if !a.quiet {
         let px = f64::from(img.width()) * f64::from(img.height());
         eprintln!(
@@ -104,26 +137,40 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
 
 /// Decode the input image: the format is taken from the content (not the extension), and the
 /// size limits of SPEC §9 apply before any pixel is decoded (a small file that claims a huge
-/// image is refused at once). Errors name the path.
-fn read_image(path: &std::path::Path) -> ddpmc::Result<image::DynamicImage> {
+/// image is refused at once). Errors name the path. Also returns the image's ICC profile and
+/// notices: an EXIF orientation is applied (the image is coded upright), and only the first
+/// frame of an animation is coded.
+fn read_image(
+    path: &std::path::Path,
+) -> ddpmc::Result<(image::DynamicImage, Option<Vec<u8>>, Vec<String>)> {
+    use image::ImageDecoder;
     use std::io::Read;
     let ctx = |e: &dyn std::fmt::Display| {
         ddpmc::Error::Image(format!("cannot read {}: {e}", crate::shown(path)))
     };
-    let src: Box<dyn ReadSeek> = if crate::is_std(path) {
+    let open = || -> ddpmc::Result<Box<dyn ReadSeek>> {
+        Ok(Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).map_err(|e| ctx(&e))?,
+        )))
+    };
+    let stdin_buf = if crate::is_std(path) {
         let mut buf = Vec::new();
         std::io::stdin()
             .lock()
             .take(STDIN_MAX)
             .read_to_end(&mut buf)
             .map_err(|e| ctx(&e))?;
-        Box::new(std::io::Cursor::new(buf))
+        Some(buf)
     } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(path).map_err(|e| ctx(&e))?,
-        ))
+        None
     };
-    let mut r = image::ImageReader::new(src)
+    let reader = || -> ddpmc::Result<Box<dyn ReadSeek>> {
+        match &stdin_buf {
+            Some(b) => Ok(Box::new(std::io::Cursor::new(b.clone()))),
+            None => open(),
+        }
+    };
+    let mut r = image::ImageReader::new(reader()?)
         .with_guessed_format()
         .map_err(|e| ctx(&e))?;
     let side = ddpmc::format::limits::MAX_SIDE;
@@ -132,8 +179,33 @@ fn read_image(path: &std::path::Path) -> ddpmc::Result<image::DynamicImage> {
     limits.max_image_height = Some(side);
     // The largest image the codec takes (2^24 padded pixels), as 16-bit RGBA, with room.
     limits.max_alloc = Some(ddpmc::format::limits::MAX_PIXELS * 8 + (64 << 20));
-    r.limits(limits);
-    r.decode().map_err(|e| ctx(&e))
+    r.limits(limits.clone());
+    let format = r.format();
+    let mut dec = r.into_decoder().map_err(|e| ctx(&e))?;
+    let icc = dec
+        .icc_profile()
+        .map_err(|e| ctx(&e))?
+        .filter(|p| !p.is_empty());
+    let orientation = dec.orientation().map_err(|e| ctx(&e))?;
+    let mut img = image::DynamicImage::from_decoder(dec).map_err(|e| ctx(&e))?;
+    let mut notices = Vec::new();
+    if orientation != image::metadata::Orientation::NoTransforms {
+        img.apply_orientation(orientation);
+        notices.push(format!(
+            "EXIF orientation {orientation:?} applied: the image is coded upright ({}x{})",
+            img.width(),
+            img.height()
+        ));
+    }
+    if format == Some(image::ImageFormat::Gif) {
+        let mut g = image::codecs::gif::GifDecoder::new(reader()?).map_err(|e| ctx(&e))?;
+        g.set_limits(limits).map_err(|e| ctx(&e))?;
+        use image::AnimationDecoder;
+        if g.into_frames().take(2).count() > 1 {
+            notices.push("animated GIF: only its first frame is coded".into());
+        }
+    }
+    Ok((img, icc, notices))
 }
 
 /// Largest image file read from standard input.

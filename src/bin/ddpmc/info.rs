@@ -61,6 +61,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             "steps": steps,
             "lossless_bytes": loss.map(|c| c.len),
             "lossless_kind": info.loss.map(|l| l.0),
+            "icc_profile_bytes": info.icc_bytes,
             "lossless_colour_transform": info.loss.filter(|l| l.0 == 2).map(|l| l.1),
             "total_bytes": info.total_bytes,
             "bpp": info.total_bytes as f64 * 8.0 / px,
@@ -74,6 +75,9 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         "  image      {}x{} {colour}, source {} bit, padded to a multiple of {}",
         h.width, h.height, h.source_depth, h.multiple
     );
+    if let Some(n) = info.icc_bytes {
+        println!("  colour     ICC profile of {n} bytes (written into decoded PNG and TIFF)");
+    }
     if h.steps() == 0 {
         println!("  model      none: no coding steps, the image is in the LOSS chunk alone");
     } else {

@@ -21,6 +21,10 @@ mod info;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Worker threads for the network and the coders [default: one per CPU; the output never
+    /// depends on it].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 #[derive(Subcommand)]
@@ -44,11 +48,15 @@ pub(crate) fn load_model(path: Option<&Path>) -> ddpmc::Result<Box<dyn Denoiser>
 }
 
 /// Write `bytes` to `out` through a temporary file in the same folder, flushed to the disk
-/// (`sync_all`) and then renamed over `out`, so that a failure (a full disk, a dropped
+/// (`sync_all`) and then moved onto `out`, so that a failure (a full disk, a dropped
 /// connection) never leaves a partial or empty output file nor replaces a good one. Every
-/// error names the path.
-pub(crate) fn write_atomic(out: &Path, bytes: &[u8]) -> ddpmc::Result<()> {
+/// error names the path. A symbolic link is followed: the file it points to is written and the
+/// link stays. Unless `replace`, the move is a hard link that fails when `out` exists, so
+/// that of two runs writing one output without `--force` the second fails instead of silently
+/// replacing the first one's file.
+pub(crate) fn write_atomic(out: &Path, bytes: &[u8], replace: bool) -> ddpmc::Result<()> {
     use std::io::Write;
+    let out = &resolve_links(out);
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -66,12 +74,39 @@ pub(crate) fn write_atomic(out: &Path, bytes: &[u8]) -> ddpmc::Result<()> {
             .map_err(|e| io("cannot write", &tmp, e))?;
         f.sync_all().map_err(|e| io("cannot write", &tmp, e))?;
         drop(f);
-        std::fs::rename(&tmp, out).map_err(|e| io("cannot rename onto", out, e))
+        if replace {
+            return std::fs::rename(&tmp, out).map_err(|e| io("cannot rename onto", out, e));
+        }
+        match std::fs::hard_link(&tmp, out) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(ddpmc::Error::Parameter(format!(
+                    "{} exists (written meanwhile by another run?); use --force to overwrite",
+                    out.display()
+                )))
+            }
+            // A file system without hard links: check, then rename.
+            Err(_) if !out.exists() => {
+                std::fs::rename(&tmp, out).map_err(|e| io("cannot rename onto", out, e))
+            }
+            Err(e) => Err(io("cannot link onto", out, e)),
+        }
     })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let _ = std::fs::remove_file(&tmp);
     r
+}
+
+/// `p` with symbolic links followed (at most 40), also to a target that does not exist yet.
+fn resolve_links(p: &Path) -> PathBuf {
+    let mut p = p.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&p) {
+            Ok(t) if t.is_absolute() => p = t,
+            Ok(t) => p = p.parent().unwrap_or(Path::new(".")).join(t),
+            Err(_) => break,
+        }
+    }
+    p
 }
 
 /// Encode `img` as `format` in memory (the image crate's file savers drop the error of their
@@ -79,10 +114,64 @@ pub(crate) fn write_atomic(out: &Path, bytes: &[u8]) -> ddpmc::Result<()> {
 pub(crate) fn image_bytes(
     img: &image::DynamicImage,
     format: image::ImageFormat,
+    icc: Option<&[u8]>,
 ) -> ddpmc::Result<Vec<u8>> {
+    use image::ImageEncoder;
     let mut buf = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut buf, format)?;
+    let Some(icc) = icc else {
+        img.write_to(&mut buf, format)?;
+        return Ok(buf.into_inner());
+    };
+    // Formats that hold a colour profile get it back; the others are written without.
+    let with = |e: &mut dyn FnMut() -> Result<(), image::error::UnsupportedError>| e().is_ok();
+    let ok = match format {
+        image::ImageFormat::Png => {
+            let mut e = image::codecs::png::PngEncoder::new(&mut buf);
+            let kept = with(&mut || e.set_icc_profile(icc.to_vec()));
+            img.write_with_encoder(e)?;
+            kept
+        }
+        image::ImageFormat::Tiff => {
+            let mut e = image::codecs::tiff::TiffEncoder::new(&mut buf);
+            let kept = with(&mut || e.set_icc_profile(icc.to_vec()));
+            img.write_with_encoder(e)?;
+            kept
+        }
+        _ => {
+            img.write_to(&mut buf, format)?;
+            false
+        }
+    };
+    if !ok {
+        eprintln!("notice: the colour profile is not written ({format:?} output cannot hold it here; use .png or .tiff)");
+    }
     Ok(buf.into_inner())
+}
+
+/// Check before any work that `out` can be written: a file can be created in its folder.
+pub(crate) fn check_writable(out: &Path) -> ddpmc::Result<()> {
+    if is_std(out) {
+        return Ok(());
+    }
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let probe = dir.join(format!(".ddpmc-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(ddpmc::Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot write into {}: {e}", dir.display()),
+        ))),
+    }
 }
 
 /// Largest .ddpmc file the commands read (SPEC §9 bounds every chunk to 2^30 bytes; a file
@@ -161,7 +250,7 @@ pub(crate) fn shown(path: &Path) -> String {
 
 /// Write the output: to standard output for `-` (flushed, errors reported), else atomically
 /// to the file (see [`write_atomic`]).
-pub(crate) fn write_output(out: &Path, bytes: &[u8]) -> ddpmc::Result<()> {
+pub(crate) fn write_output(out: &Path, bytes: &[u8], replace: bool) -> ddpmc::Result<()> {
     if is_std(out) {
         use std::io::Write;
         let mut o = std::io::stdout().lock();
@@ -172,7 +261,7 @@ pub(crate) fn write_output(out: &Path, bytes: &[u8]) -> ddpmc::Result<()> {
             ))
         });
     }
-    write_atomic(out, bytes)
+    write_atomic(out, bytes, replace)
 }
 
 /// Refuse to overwrite `out` unless `force`.
@@ -203,6 +292,15 @@ fn main() -> ExitCode {
     // saves about 10 % of decode CPU time (doc/SPEED.md). Output does not change.
     ddpmc::model::fast::tune_allocator();
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(usize::from(n))
+            .build_global()
+        {
+            eprintln!("error: --threads {n}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let r = match cli.command {
         Command::Encode(a) => encode::run(a),
         Command::Decode(a) => decode::run(a),
