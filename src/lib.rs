@@ -13,10 +13,18 @@
 //!    indexed by (scale index, dither level, K), side-information models, bit counting.
 //! 4. [`format`]: the container: signature, version, chunks with length and CRC-32, header.
 //!    The step-coder layer (crate-private `step`) codes one diffusion step: kind 1, UQ in the
-//!    pixel domain; kind 2, UQ in a colour + DCT transform domain.
-//! 5. [`codec`]: the encoder's chain and the progressive decoder.
-//! 6. [`bench`]: rate-distortion measurement against classic codecs.
+//!    pixel domain; kind 2, UQ in a colour + DCT transform domain; kind 3, the Gaussian step
+//!    by reverse-channel coding.
+//! 5. [`codec`]: the encoder's chain, the progressive decoder, and the lossless end (a
+//!    network-free predictive coder, with the chain's reconstruction as an extra input).
+//! 6. `bench` (cargo feature `bench`, on by default): rate-distortion and lossless measurement
+//!    against classic codecs.
+//!
+//! Cargo features: `cli` (default; the `ddpmc` command, implies `bench`) and `bench`. A
+//! library user who only codes images sets `default-features = false` and compiles neither
+//! clap, indicatif, plotters nor the plots' font.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod codec;
 pub mod diffusion;
