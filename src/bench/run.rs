@@ -21,7 +21,7 @@ use crate::{Error, Result};
 
 /// What to run and where to write.
 pub struct BenchConfig {
-    /// Folder of PNG images.
+    /// Folder of images (every format of [`IMAGE_EXTENSIONS`]).
     pub dataset: PathBuf,
     /// Output folder (created).
     pub out: PathBuf,
@@ -54,26 +54,52 @@ pub struct BenchOutcome {
     pub reference_max_dpsnr: Option<f64>,
 }
 
-/// PNG files of `dir`, sorted by name, at most `limit`.
+/// Extensions of the image formats the bench reads (the image crate's decoders this build
+/// has).
+pub const IMAGE_EXTENSIONS: [&str; 12] = [
+    "png", "jpg", "jpeg", "bmp", "tif", "tiff", "ppm", "pgm", "pnm", "webp", "gif", "tga",
+];
+
+/// Image files of `dir` (every format of [`IMAGE_EXTENSIONS`]), sorted by name, at most
+/// `limit`; other files are named in a note on stderr, not silently dropped.
 pub fn list_images(dir: &Path, limit: Option<usize>) -> Result<Vec<PathBuf>> {
     let rd = std::fs::read_dir(dir)
         .map_err(|e| Error::param(format!("dataset folder {}: {e}", dir.display())))?;
-    let mut v: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("png"))
-        })
-        .collect();
+    let mut v = Vec::new();
+    let mut skipped = Vec::new();
+    for p in rd.filter_map(|e| e.ok().map(|e| e.path())) {
+        if !p.is_file() {
+            continue;
+        }
+        let ext = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+            v.push(p);
+        } else {
+            skipped.push(file_name(&p));
+        }
+    }
     v.sort();
+    skipped.sort();
+    if !skipped.is_empty() {
+        eprintln!(
+            "note: {} file(s) in {} are not images the bench reads, skipped: {}",
+            skipped.len(),
+            dir.display(),
+            skipped.join(", ")
+        );
+    }
     if let Some(n) = limit {
         v.truncate(n);
     }
     if v.is_empty() {
         return Err(Error::param(format!(
-            "no PNG images in {} (expected a folder of .png files)",
-            dir.display()
+            "no images in {} (it reads {})",
+            dir.display(),
+            IMAGE_EXTENSIONS.join(", ")
         )));
     }
     Ok(v)
@@ -150,6 +176,19 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
     } else {
         ProgressBar::hidden()
     };
+    // Without a terminal (nohup, CI) the bar draws nothing: print a plain line per unit.
+    let plain = cfg.progress && bar.is_hidden();
+    let started = std::time::Instant::now();
+    let mut done = 0usize;
+    let mut line = |what: &str| {
+        done += 1;
+        if plain {
+            eprintln!(
+                "bench: {done}/{units} {what} ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    };
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} (eta {eta}) {msg}")
             .map_err(|e| Error::param(e.to_string()))?
@@ -164,6 +203,7 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
             bar.set_message(format!("{} {name}", codec.name()));
             rows.extend(super::measure(codec.as_ref(), name, &img)?);
             bar.inc(1);
+            line(&format!("{} {name}", codec.name()));
             write(&results, &report::results_csv(&rows))?;
         }
         if let Some(codec) = &cfg.progressive {
@@ -174,6 +214,7 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
                 frames = filmstrip_frames(&decoded, pixels);
             }
             bar.inc(1);
+            line(&format!("{} {name}", codec.name()));
             write(&results, &report::results_csv(&rows))?;
         }
     }
@@ -344,5 +385,28 @@ mod tests {
         assert!(!o2.rows.is_empty());
         assert!(list_images(&base.join("missing"), None).is_err());
         std::fs::remove_dir_all(&base).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+
+    #[test]
+    fn every_image_format_is_listed_and_others_are_not() {
+        let d = std::env::temp_dir().join(format!("ddpmc-list-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["b.JPG", "a.png", "c.webp", "notes.txt", "d.tiff"] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        let names: Vec<String> = list_images(&d, None)
+            .unwrap()
+            .iter()
+            .map(|p| file_name(p))
+            .collect();
+        assert_eq!(names, ["a.png", "b.JPG", "c.webp", "d.tiff"]);
+        assert_eq!(list_images(&d, Some(2)).unwrap().len(), 2);
+        std::fs::remove_dir_all(&d).unwrap();
+        assert!(list_images(&d, None).is_err());
     }
 }

@@ -12,7 +12,8 @@ use ddpmc::codec::Recon;
 /// Measure ddpmc and the classic codecs on a folder of images.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Folder of PNG images (all of them, sorted by name).
+    /// Folder of images: PNG, JPEG, BMP, TIFF, PNM, WebP, GIF, TGA (all of them, sorted by
+    /// name; other files are named and skipped).
     #[arg(long, default_value = "../shared/data/kodak")]
     pub dataset: PathBuf,
     /// Output folder: results.csv, summary.{md,csv}, bd.{md,csv}, rd_*.{svg,png}, filmstrip.png.
@@ -47,13 +48,11 @@ pub struct Args {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Reference table (codec,target_bpp,psnr,ms_ssim) to compare the classic rows with
-    /// (written to reference.md); skipped when the file does not exist, with --limit, and
-    /// with --from-results when the CSV covers fewer than the reference's 24 images.
-    #[arg(
-        long,
-        default_value = "../shared/reference/kodak_classic_rd_interp.csv"
-    )]
-    pub reference: PathBuf,
+    /// (written to reference.md) [default: ../shared/reference/kodak_classic_rd_interp.csv
+    /// when the dataset folder is named kodak]. Skipped when the file does not exist, with
+    /// --limit, and with --from-results when the CSV covers fewer than 24 images.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
     /// Run nothing: redo the tables and plots (no filmstrip) of a stored results CSV.
     #[arg(long, value_name = "CSV")]
     pub from_results: Option<PathBuf>,
@@ -102,6 +101,19 @@ fn run_lossless(args: &Args) -> ddpmc::Result<()> {
     Ok(())
 }
 
+/// The reference table: the one given, else Kodak's for a dataset folder named kodak (the
+/// table holds Kodak means; on another dataset a comparison would mean nothing).
+fn reference_table(args: &Args) -> Option<PathBuf> {
+    if let Some(r) = &args.reference {
+        return Some(r.clone());
+    }
+    let kodak = args
+        .dataset
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case("kodak"));
+    kodak.then(|| PathBuf::from("../shared/reference/kodak_classic_rd_interp.csv"))
+}
+
 /// The ddpmc codec for the bench: the model and the parsed settings.
 fn ddpmc_codec(args: &Args) -> ddpmc::Result<Box<dyn RdCodec>> {
     let settings = args
@@ -126,7 +138,8 @@ pub fn run(args: Args) -> ddpmc::Result<()> {
         images.sort_unstable();
         images.dedup();
         let n = images.len();
-        let reference = (n >= 24).then_some(args.reference.as_path());
+        let r = reference_table(&args);
+        let reference = r.as_deref().filter(|_| n >= 24);
         let o = write_reports(rows, n, &[], &args.out, "ddpmc", reference)?;
         return print_outcome(&args, &o);
     }
@@ -157,7 +170,7 @@ pub fn run(args: Args) -> ddpmc::Result<()> {
         progressive,
         progressive_name: "ddpmc".into(),
         // The reference is a mean over its whole dataset: compare only without --limit.
-        reference: args.limit.is_none().then(|| args.reference.clone()),
+        reference: reference_table(&args).filter(|_| args.limit.is_none()),
         progress: !args.quiet,
     };
     let o = run_bench(cfg)?;
@@ -169,10 +182,10 @@ fn print_outcome(args: &Args, o: &BenchOutcome) -> ddpmc::Result<()> {
     if !args.no_ddpmc {
         println!("{}", o.bd_md);
     }
-    if let Some(d) = o.reference_max_dpsnr {
+    if let (Some(d), Some(r)) = (o.reference_max_dpsnr, reference_table(args)) {
         println!(
             "classic codecs vs {}: largest |dPSNR| {d:.3} dB (details in reference.md)",
-            args.reference.display()
+            r.display()
         );
     }
     println!(
