@@ -691,3 +691,137 @@ fn symlinked_output_and_concurrent_writers() {
     assert_eq!(wins, 1);
     assert!(std::fs::read(&out).unwrap().starts_with(b"\x8bDDPMC"));
 }
+
+/// A minimal HTTP GET to 127.0.0.1: status code and body.
+fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, buf[split + 4..].to_vec())
+}
+
+/// Start `ddpmc serve` on a free port; returns the child and its address.
+fn serve(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ddpmc"))
+        .arg("serve")
+        .args(args)
+        .args(["--port", "0", "--model", TINY])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+/// `ddpmc serve`: the page, the file list, every step's metadata and image (the same image as
+/// `decode --steps N`), the original, and errors for bad requests.
+#[test]
+fn serve_plays_every_step() {
+    let dir = tmp("serve");
+    std::fs::create_dir_all(&dir).unwrap();
+    let coded = dir.join("k23.ddpmc");
+    std::fs::copy(root().join("samples/kodim23_crop.png"), dir.join("k23.png")).unwrap();
+    ok(&[
+        "encode",
+        "samples/kodim23_crop.png",
+        "-o",
+        s(&coded),
+        "-q",
+        "3",
+        "--model",
+        TINY,
+        "--force",
+    ]);
+    let (mut child, addr) = serve(&[s(&dir)]);
+    let (code, page) = http_get(&addr, "/");
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&page).contains("ddpmc viewer"));
+    let (_, list) = http_get(&addr, "/api/files");
+    let v: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    assert_eq!(v[0]["entries"], 3);
+    assert_eq!(v[0]["original"], true);
+    let mut last_psnr = 0.0;
+    for n in 1..=3 {
+        let (code, m) = http_get(&addr, &format!("/api/step?file=0&n={n}"));
+        assert_eq!(code, 200);
+        let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        let p = m["psnr"].as_f64().unwrap();
+        assert!(p > last_psnr, "step {n}: {p}");
+        last_psnr = p;
+        let (code, png) = http_get(&addr, &format!("/api/image?file=0&n={n}"));
+        assert_eq!(code, 200);
+        let want = tmp(&format!("serve_{n}.png"));
+        ok(&[
+            "decode",
+            s(&coded),
+            "-o",
+            s(&want),
+            "--steps",
+            &n.to_string(),
+            "--model",
+            TINY,
+            "--force",
+        ]);
+        assert_eq!(
+            image::load_from_memory(&png).unwrap().to_rgb8(),
+            image::open(&want).unwrap().to_rgb8()
+        );
+    }
+    assert_eq!(http_get(&addr, "/api/original?file=0").0, 200);
+    assert_eq!(http_get(&addr, "/api/step?file=0&n=4").0, 422);
+    assert_eq!(http_get(&addr, "/api/step?file=7&n=1").0, 404);
+    assert_eq!(http_get(&addr, "/nothing").0, 404);
+
+    // In headless Chromium (where installed): the page plays to the last step by itself.
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    match chromium {
+        None => eprintln!("skipped the browser check: no Chromium on PATH"),
+        Some(c) => {
+            let shot = tmp("serve.png");
+            let o = Command::new(c)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--window-size=1100,900",
+                ])
+                .args(["--virtual-time-budget=20000", "--dump-dom"])
+                .arg(format!("--screenshot={}", s(&shot)))
+                .arg(format!("http://{addr}/"))
+                .output()
+                .unwrap();
+            let dom = String::from_utf8_lossy(&o.stdout);
+            assert!(dom.contains("ddpmc viewer: done"), "{dom}");
+            let _ = shot;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -11,6 +11,7 @@ mod bench;
 mod decode;
 mod encode;
 mod info;
+mod serve;
 
 /// ddpmc: progressive lossy-to-lossless image coding with a denoising diffusion model.
 ///
@@ -37,6 +38,8 @@ enum Command {
     Info(info::Args),
     /// Rate-distortion table, CSV and plots against classic codecs.
     Bench(bench::Args),
+    /// Play the progressive decode of .ddpmc files in a browser (local server).
+    Serve(serve::Args),
 }
 
 /// The network: the built-in default model, or the safetensors file at `path`.
@@ -306,6 +309,7 @@ fn main() -> ExitCode {
         Command::Decode(a) => decode::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
