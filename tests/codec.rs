@@ -753,5 +753,17 @@ fn icc_profile_is_carried() {
     let b = decode(&without, &m, None, Recon::Denoise).unwrap();
     assert_eq!(a.icc_profile.as_deref(), Some(icc.as_slice()));
     assert!(b.icc_profile.is_none());
+    // Debug output summarises (no pixel dump).
+    let dbg = format!("{a:?}");
+    assert!(
+        dbg.contains("53x41") && dbg.contains("icc_profile_bytes: Some(700)"),
+        "{dbg}"
+    );
+    assert!(dbg.len() < 300, "{dbg}");
+    let mut d = Decoder::new(&m);
+    d.push(&with).unwrap();
+    assert!(format!("{d:?}").contains("steps_done: 2"));
+    let steps = decode_all_steps(&with, &m, Recon::Denoise).unwrap();
+    assert!(format!("{:?}", steps[0]).contains("step: 1"));
     assert_eq!(a.image.to_rgb8().as_raw(), b.image.to_rgb8().as_raw());
 }

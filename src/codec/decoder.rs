@@ -35,6 +35,20 @@ pub struct Decoder<'m> {
     icc: Option<Vec<u8>>,
 }
 
+impl std::fmt::Debug for Decoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("header", &self.header)
+            .field("steps_done", &self.steps_done)
+            .field("bytes_consumed", &self.consumed)
+            .field("buffered", &self.buf.len())
+            .field("finished", &self.finished)
+            .field("lossless", &self.pixels.is_some())
+            .field("icc_profile_bytes", &self.icc.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'m> Decoder<'m> {
     /// A decoder that uses `model` for the model means.
     pub fn new(model: &'m dyn Denoiser) -> Self {

@@ -151,6 +151,38 @@ pub struct StepImage {
     pub lossless: bool,
 }
 
+/// An image in a `Debug` output: its size and colour type, not its pixels.
+fn image_summary(img: &DynamicImage) -> String {
+    format!("{}x{} {:?}", img.width(), img.height(), img.color())
+}
+
+impl std::fmt::Debug for DecodedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedFile")
+            .field("image", &image_summary(&self.image))
+            .field("steps_decoded", &self.steps_decoded)
+            .field("steps_total", &self.steps_total)
+            .field("truncated", &self.truncated)
+            .field("lossless", &self.lossless)
+            .field(
+                "icc_profile_bytes",
+                &self.icc_profile.as_ref().map(Vec::len),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for StepImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepImage")
+            .field("step", &self.step)
+            .field("bytes", &self.bytes)
+            .field("image", &image_summary(&self.image))
+            .field("lossless", &self.lossless)
+            .finish()
+    }
+}
+
 /// Encode an image.
 pub fn encode(img: &DynamicImage, model: &dyn Denoiser, opts: &EncodeOptions) -> Result<Vec<u8>> {
     Ok(encode_with_report(img, model, opts, &mut |_, _| {})?.0)
