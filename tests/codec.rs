@@ -430,9 +430,7 @@ fn absurd_schedule_values_are_refused() {
             let n = p.len();
             p[n - back..n - back + 8].copy_from_slice(&value.to_le_bytes());
         });
-        let e = decode(&bad, &m, None, Recon::Denoise)
-            .err()
-            .expect("refused");
+        let e = decode(&bad, &m, None, Recon::Denoise).expect_err("refused");
         assert!(e.to_string().contains("schedule point"), "{e}");
         assert!(inspect(&bad).is_err());
     }
