@@ -49,7 +49,32 @@ const PROGRESSIVE_COLOR: RGBColor = RGBColor(214, 39, 40);
 struct Series {
     label: String,
     points: Vec<(f64, f64)>,
+    /// Text next to each point (the progressive codec's presets), or empty.
+    tags: Vec<String>,
     emphasised: bool,
+}
+
+/// Readable legend name of a codec id of the bench.
+pub fn display_name(id: &str) -> String {
+    match id {
+        "jpeg" => "JPEG (cjpeg, libjpeg-turbo)".into(),
+        "jpeg_image_rs" => "JPEG (image crate)".into(),
+        "webp" => "WebP (cwebp)".into(),
+        "jpeg2000" => "JPEG 2000 (OpenJPEG)".into(),
+        "avif" => "AVIF (avifenc, libaom)".into(),
+        "jxl" => "JPEG XL (cjxl)".into(),
+        "hevc444_heic" => "HEIC 4:4:4 (heif-enc, x265)".into(),
+        other => other.into(),
+    }
+}
+
+/// The plotted value: PSNR as is, MS-SSIM in dB (-10 log10(1 - MS-SSIM)), where values near 1
+/// stay apart.
+fn plotted(metric: Metric, v: f64) -> f64 {
+    match metric {
+        Metric::Psnr => v,
+        Metric::MsSsim => -10.0 * (1.0 - v).max(1e-12).log10(),
+    }
 }
 
 /// The lines of one plot: every codec's envelope, and for the `progressive` codec one line per
@@ -62,38 +87,60 @@ fn series(
     let mut out = Vec::new();
     for (codec, curve) in curves {
         if codec == progressive {
-            let mut presets: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+            let mut presets: Vec<(String, Vec<(f64, f64, String)>)> = Vec::new();
             for p in curve {
-                let preset = p.setting.split('/').next().unwrap_or("").to_string();
-                let v = p.value(metric);
+                let mut parts = p.setting.split('/');
+                let preset = parts.next().unwrap_or("").to_string();
+                // A step of a preset's file is the preset of that many steps.
+                let tag = parts
+                    .next()
+                    .map_or(String::new(), |st| match st.parse::<u32>() {
+                        Ok(n) => format!("q{n}"),
+                        Err(_) => st.to_string(),
+                    });
+                let v = plotted(metric, p.value(metric));
                 if !(v.is_finite() && p.bpp.is_finite()) {
                     continue;
                 }
                 match presets.iter_mut().find(|(n, _)| *n == preset) {
-                    Some((_, pts)) => pts.push((p.bpp, v)),
-                    None => presets.push((preset, vec![(p.bpp, v)])),
+                    Some((_, pts)) => pts.push((p.bpp, v, tag)),
+                    None => presets.push((preset, vec![(p.bpp, v, tag)])),
                 }
             }
             // Presets of one file ladder overlap (a preset's file is a prefix of the next),
             // so they share a colour and one legend entry.
             let names: Vec<&str> = presets.iter().map(|(n, _)| n.as_str()).collect();
             let legend = format!("{codec} per step ({})", names.join(", "));
+            let longest = presets.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
+            let mut tagged = false;
             for (i, (_, mut pts)) in presets.into_iter().enumerate() {
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                // Tags on one preset only (the one with every step), so they do not pile up.
+                let tags = if !tagged && pts.len() == longest {
+                    tagged = true;
+                    pts.iter().map(|p| p.2.clone()).collect()
+                } else {
+                    Vec::new()
+                };
                 out.push(Series {
                     label: if i == 0 {
                         legend.clone()
                     } else {
                         String::new()
                     },
-                    points: pts,
+                    points: pts.iter().map(|p| (p.0, p.1)).collect(),
+                    tags,
                     emphasised: true,
                 });
             }
         } else {
             out.push(Series {
-                label: codec.clone(),
-                points: rd::envelope(curve, metric),
+                label: display_name(codec),
+                points: rd::envelope(curve, metric)
+                    .into_iter()
+                    .map(|(b, v)| (b, plotted(metric, v)))
+                    .collect(),
+                tags: Vec::new(),
                 emphasised: false,
             });
         }
@@ -115,10 +162,20 @@ fn draw<DB: DrawingBackend>(
         .flat_map(|s| s.points.iter().map(|p| p.0))
         .fold(0.0f64, f64::max);
     let x_max = (prog_max * 1.05).clamp(2.5, 10.0);
+    let x_min = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .filter(|&b| b > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let x_min = if x_min.is_finite() {
+        (x_min * 0.85).clamp(0.02, 1.0)
+    } else {
+        0.05
+    };
     let inside: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
-        .filter(|p| p.0 <= x_max)
+        .filter(|p| p.0 <= x_max && p.0 >= x_min)
         .collect();
     let (mut y_lo, mut y_hi) = inside
         .iter()
@@ -128,26 +185,36 @@ fn draw<DB: DrawingBackend>(
     if y_hi.partial_cmp(&y_lo) != Some(std::cmp::Ordering::Greater) {
         (y_lo, y_hi) = match metric {
             Metric::Psnr => (20.0, 45.0),
-            Metric::MsSsim => (0.8, 1.0),
+            Metric::MsSsim => (5.0, 25.0),
         };
     }
     let pad = 0.04 * (y_hi - y_lo);
     let (y_lo, y_hi) = (y_lo - pad, y_hi + pad);
     let y_label = match metric {
         Metric::Psnr => "PSNR (dB, RGB)",
-        Metric::MsSsim => "MS-SSIM (RGB)",
+        Metric::MsSsim => "MS-SSIM (dB: -10 log10(1 - MS-SSIM), RGB)",
     };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FAMILY, 22))
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.0..x_max, y_lo..y_hi)
+        .build_cartesian_2d((x_min..x_max).log_scale(), y_lo..y_hi)
         .map_err(err)?;
     chart
         .configure_mesh()
         .light_line_style(RGBColor(238, 238, 238))
-        .x_desc("bits per pixel")
+        .x_desc("bits per pixel (log scale)")
+        .x_labels(20)
+        .x_label_formatter(&|v| {
+            // Labels at 1-2-5 values only; the other ticks stay as grid lines.
+            let nice = [0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
+            match nice.iter().find(|&&n| (v / n - 1.0).abs() < 1e-6) {
+                Some(n) if *n < 1.0 => format!("{n}"),
+                Some(n) => format!("{n:.0}"),
+                None => String::new(),
+            }
+        })
         .y_desc(y_label)
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 16))
@@ -161,7 +228,8 @@ fn draw<DB: DrawingBackend>(
             n_classic += 1;
             COLORS[(n_classic - 1) % COLORS.len()]
         };
-        let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0 <= x_max).collect();
+        let keep = |p: &(f64, f64)| p.0 <= x_max && p.0 >= x_min;
+        let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(keep).collect();
         let width = if s.emphasised { 3 } else { 2 };
         let line = chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(width)))
@@ -175,6 +243,14 @@ fn draw<DB: DrawingBackend>(
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, r, color.filled())))
             .map_err(err)?;
+        if !s.tags.is_empty() {
+            let font = (FAMILY, 14).into_font().color(&color);
+            chart
+                .draw_series(s.points.iter().zip(&s.tags).filter(|(p, _)| keep(p)).map(
+                    |(&p, t)| EmptyElement::at(p) + Text::new(t.clone(), (-22, -18), font.clone()),
+                ))
+                .map_err(err)?;
+        }
     }
     chart
         .configure_series_labels()
@@ -312,8 +388,16 @@ mod tests {
     fn series_join_steps_per_preset() {
         let s = series(&curves(), Metric::Psnr, "ddpmc");
         let labels: Vec<&str> = s.iter().map(|s| s.label.as_str()).collect();
-        assert_eq!(labels, vec!["ddpmc per step (q2, q1)", "", "jpeg"]);
+        assert_eq!(
+            labels,
+            vec!["ddpmc per step (q2, q1)", "", "JPEG (cjpeg, libjpeg-turbo)"]
+        );
         assert_eq!(s[0].points.len(), 2);
+        // The preset with every step carries the preset names of its points.
+        assert_eq!(s[0].tags, vec!["q1", "q2"]);
+        assert!(s[1].tags.is_empty() && s[2].tags.is_empty());
+        // MS-SSIM is plotted in dB.
+        assert!((plotted(Metric::MsSsim, 0.99) - 20.0).abs() < 1e-9);
     }
 
     #[test]

@@ -105,6 +105,16 @@ pub fn list_images(dir: &Path, limit: Option<usize>) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
+/// The dataset's name for titles: its folder name, "Kodak" for kodak.
+pub fn dataset_name(dir: &Path) -> String {
+    let n = file_name(dir);
+    if n.eq_ignore_ascii_case("kodak") {
+        "Kodak".into()
+    } else {
+        n
+    }
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|s| s.to_string_lossy().into_owned())
@@ -226,12 +236,14 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
         &cfg.out,
         &cfg.progressive_name,
         cfg.reference.as_deref(),
+        Some(&dataset_name(&cfg.dataset)),
     )
 }
 
 /// Writes every output file from finished rows (`images`: how many images they cover;
 /// `frames`: the filmstrip, none to skip it). Used by [`run_bench`], and alone to redo the
 /// tables and plots of a stored `results.csv`.
+#[allow(clippy::too_many_arguments)]
 pub fn write_reports(
     rows: Vec<Row>,
     images: usize,
@@ -239,6 +251,7 @@ pub fn write_reports(
     out: &Path,
     progressive_name: &str,
     reference: Option<&Path>,
+    dataset: Option<&str>,
 ) -> Result<BenchOutcome> {
     std::fs::create_dir_all(out)?;
     write(&out.join("results.csv"), &report::results_csv(&rows))?;
@@ -251,19 +264,22 @@ pub fn write_reports(
     let bd_md = report::bd_md(progressive_name, &bd);
     write(&out.join("bd.md"), &bd_md)?;
     write(&out.join("bd.csv"), &report::bd_csv(progressive_name, &bd))?;
-    let title = format!("{} images", images);
+    let title = match dataset {
+        Some(d) => format!("{d} ({images} images)"),
+        None => format!("{images} images"),
+    };
     plot::rd_plot(
         &curves,
         Metric::Psnr,
         progressive_name,
-        &format!("PSNR, {title}"),
+        &format!("{title}: PSNR"),
         &out.join("rd_psnr"),
     )?;
     plot::rd_plot(
         &curves,
         Metric::MsSsim,
         progressive_name,
-        &format!("MS-SSIM, {title}"),
+        &format!("{title}: MS-SSIM"),
         &out.join("rd_msssim"),
     )?;
     if !frames.is_empty() {

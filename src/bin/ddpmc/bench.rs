@@ -140,7 +140,8 @@ pub fn run(args: Args) -> ddpmc::Result<()> {
         let n = images.len();
         let r = reference_table(&args);
         let reference = r.as_deref().filter(|_| n >= 24);
-        let o = write_reports(rows, n, &[], &args.out, "ddpmc", reference)?;
+        let name = ddpmc::bench::run::dataset_name(&args.dataset);
+        let o = write_reports(rows, n, &[], &args.out, "ddpmc", reference, Some(&name))?;
         return print_outcome(&args, &o);
     }
     let classic_rows = match (&args.classic_results, args.no_classic) {
