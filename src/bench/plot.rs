@@ -54,6 +54,9 @@ struct Series {
     emphasised: bool,
 }
 
+/// A point (bpp, value) and its tag.
+type Tagged = (f64, f64, String);
+
 /// Readable legend name of a codec id of the bench.
 pub fn display_name(id: &str) -> String {
     match id {
@@ -87,7 +90,7 @@ fn series(
     let mut out = Vec::new();
     for (codec, curve) in curves {
         if codec == progressive {
-            let mut presets: Vec<(String, Vec<(f64, f64, String)>)> = Vec::new();
+            let mut presets: Vec<(String, Vec<Tagged>)> = Vec::new();
             for p in curve {
                 let mut parts = p.setting.split('/');
                 let preset = parts.next().unwrap_or("").to_string();
