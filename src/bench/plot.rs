@@ -303,20 +303,23 @@ pub fn rd_plot(
 
 /// One frame of the filmstrip.
 pub struct Frame {
-    /// The image decoded after the step.
+    /// The image (the original, or the image decoded after a step).
     pub image: RgbImage,
-    /// Caption under the frame (e.g. "step 2: 0.412 bpp").
+    /// Caption under the frame (e.g. "step 2: 0.412 bpp, 31.20 dB").
     pub caption: String,
 }
 
 /// Thumbnail width of a filmstrip frame.
-pub const FRAME_WIDTH: u32 = 256;
+pub const FRAME_WIDTH: u32 = 384;
+/// Size of the 1:1 crop under each thumbnail (from the image centre), shown at 2x.
+pub const CROP: (u32, u32) = (192, 96);
 const CAPTION_H: u32 = 30;
 const GAP: u32 = 6;
-const PER_ROW: usize = 4;
+const PER_ROW: usize = 3;
 
-/// Renders the filmstrip: frames left to right (at most four per row), each scaled to
-/// [`FRAME_WIDTH`] pixels wide, its caption underneath.
+/// Renders the filmstrip: frames left to right (at most three per row), each scaled to
+/// [`FRAME_WIDTH`] pixels wide, with a crop of the centre at 1:1 (enlarged 2x, so that fine
+/// steps differ visibly) and its caption underneath.
 pub fn filmstrip(frames: &[Frame]) -> Result<RgbImage> {
     if frames.is_empty() {
         return Err(Error::param("filmstrip of no frames (expected >= 1)"));
@@ -324,16 +327,19 @@ pub fn filmstrip(frames: &[Frame]) -> Result<RgbImage> {
     register_font();
     let (w0, h0) = frames[0].image.dimensions();
     let fh = ((FRAME_WIDTH as u64 * h0 as u64) / w0.max(1) as u64).max(1) as u32;
+    let (cw0, ch0) = (CROP.0.min(w0), CROP.1.min(h0));
+    let crop_h = 2 * ch0;
+    let cell_h = fh + GAP + crop_h + CAPTION_H;
     let cols = frames.len().min(PER_ROW) as u32;
     let rows = frames.len().div_ceil(PER_ROW) as u32;
     let cw = GAP + cols * (FRAME_WIDTH + GAP);
-    let ch = GAP + rows * (fh + CAPTION_H + GAP);
+    let ch = GAP + rows * (cell_h + GAP);
     let mut canvas = RgbImage::from_pixel(cw, ch, image::Rgb([255, 255, 255]));
     let mut spots = Vec::new();
     for (i, f) in frames.iter().enumerate() {
         let (c, r) = ((i % PER_ROW) as u32, (i / PER_ROW) as u32);
         let x = GAP + c * (FRAME_WIDTH + GAP);
-        let y = GAP + r * (fh + CAPTION_H + GAP);
+        let y = GAP + r * (cell_h + GAP);
         let thumb = image::imageops::resize(
             &f.image,
             FRAME_WIDTH,
@@ -341,7 +347,17 @@ pub fn filmstrip(frames: &[Frame]) -> Result<RgbImage> {
             image::imageops::FilterType::Triangle,
         );
         image::imageops::replace(&mut canvas, &thumb, x as i64, y as i64);
-        spots.push((x, y + fh));
+        let (iw, ih) = f.image.dimensions();
+        let (cx, cy) = ((iw.saturating_sub(cw0)) / 2, (ih.saturating_sub(ch0)) / 2);
+        let crop = image::imageops::crop_imm(&f.image, cx, cy, cw0.min(iw), ch0.min(ih)).to_image();
+        let big = image::imageops::resize(
+            &crop,
+            2 * crop.width(),
+            2 * crop.height(),
+            image::imageops::FilterType::Nearest,
+        );
+        image::imageops::replace(&mut canvas, &big, x as i64, (y + fh + GAP) as i64);
+        spots.push((x, y + fh + GAP + crop_h));
     }
     {
         let root = BitMapBackend::with_buffer(canvas.as_mut(), (cw, ch)).into_drawing_area();
@@ -421,10 +437,16 @@ mod tests {
             })
             .collect();
         let strip = filmstrip(&frames).unwrap();
-        assert_eq!(strip.width(), GAP + 4 * (FRAME_WIDTH + GAP));
-        // Captions are drawn: some dark pixels below the first frame.
+        assert_eq!(strip.width(), GAP + 3 * (FRAME_WIDTH + GAP));
+        // Under the thumbnail, the 1:1 crop (the whole 64x48 frame here) at 2x.
+        let fh = FRAME_WIDTH * 48 / 64;
+        let crop_y = GAP + fh + GAP;
+        assert_eq!(strip.get_pixel(GAP + 10, crop_y + 10).0, [0, 80, 120]);
+        assert_eq!(strip.get_pixel(GAP + 130, crop_y + 10).0, [255, 255, 255]);
+        // Captions are drawn: some dark pixels below the crop.
+        let cap_y = crop_y + 2 * 48;
         let dark = (0..FRAME_WIDTH)
-            .flat_map(|x| (GAP + 192..GAP + 192 + CAPTION_H).map(move |y| (x, y)))
+            .flat_map(|x| (cap_y..cap_y + CAPTION_H).map(move |y| (x, y)))
             .filter(|&(x, y)| strip.get_pixel(x + GAP, y).0[0] < 100)
             .count();
         assert!(dark > 20, "{dark}");

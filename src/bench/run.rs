@@ -40,6 +40,8 @@ pub struct BenchConfig {
     pub reference: Option<PathBuf>,
     /// Show a progress bar.
     pub progress: bool,
+    /// The image of the filmstrip (file name); None: the first.
+    pub filmstrip: Option<String>,
 }
 
 /// What a run produced, for the caller to print.
@@ -126,8 +128,10 @@ fn write(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Frames of the filmstrip: the points of the preset with the most steps, in step order.
-fn filmstrip_frames(decoded: &[Decoded], pixels: f64) -> Vec<Frame> {
+/// Frames of the filmstrip: the original, then the points of the preset with the most steps,
+/// in step order, with bpp and PSNR.
+fn filmstrip_frames(decoded: &[Decoded], original: &RgbImage, name: &str) -> Vec<Frame> {
+    let pixels = f64::from(original.width()) * f64::from(original.height());
     let preset = |d: &Decoded| d.setting.split('/').next().unwrap_or("").to_string();
     let mut best: Option<(String, usize)> = None;
     for d in decoded {
@@ -140,18 +144,27 @@ fn filmstrip_frames(decoded: &[Decoded], pixels: f64) -> Vec<Frame> {
     let Some((p, _)) = best else {
         return Vec::new();
     };
-    decoded
-        .iter()
-        .filter(|d| preset(d) == p)
-        .map(|d| Frame {
+    let mut frames = vec![Frame {
+        image: original.clone(),
+        caption: format!("{name} (original)"),
+    }];
+    frames.extend(decoded.iter().filter(|d| preset(d) == p).map(|d| {
+        let psnr = super::metrics::psnr(original, &d.image).unwrap_or(f64::NAN);
+        Frame {
             image: d.image.clone(),
             caption: format!(
-                "step {}: {:.3} bpp",
+                "step {}: {:.3} bpp, {}",
                 d.setting.split('/').nth(1).unwrap_or("?"),
-                d.bytes as f64 * 8.0 / pixels
+                d.bytes as f64 * 8.0 / pixels,
+                if psnr.is_finite() {
+                    format!("{psnr:.2} dB")
+                } else {
+                    "exact".into()
+                }
             ),
-        })
-        .collect()
+        }
+    }));
+    frames
 }
 
 /// Runs the bench and writes the output folder.
@@ -208,7 +221,6 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
     let mut frames = Vec::new();
     for (path, name) in paths.iter().zip(&names) {
         let img: RgbImage = image::open(path)?.to_rgb8();
-        let pixels = img.width() as f64 * img.height() as f64;
         for codec in classic {
             bar.set_message(format!("{} {name}", codec.name()));
             rows.extend(super::measure(codec.as_ref(), name, &img)?);
@@ -220,8 +232,12 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
             bar.set_message(format!("{} {name}", codec.name()));
             let decoded = codec.points(&img)?;
             rows.extend(super::rows_for(codec.name(), name, &img, &decoded)?);
-            if frames.is_empty() {
-                frames = filmstrip_frames(&decoded, pixels);
+            let chosen = cfg
+                .filmstrip
+                .as_deref()
+                .map_or(frames.is_empty(), |f| f == name);
+            if chosen {
+                frames = filmstrip_frames(&decoded, &img, name);
             }
             bar.inc(1);
             line(&format!("{} {name}", codec.name()));
@@ -229,6 +245,9 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
         }
     }
     bar.finish_and_clear();
+    if let (Some(f), true) = (&cfg.filmstrip, frames.is_empty()) {
+        eprintln!("warning: no image named {f} in the dataset: no filmstrip");
+    }
     write_reports(
         rows,
         paths.len(),
@@ -362,6 +381,7 @@ mod tests {
             progressive_name: "ddpmc".into(),
             reference: None,
             progress: false,
+            filmstrip: Some("img1.png".into()),
         };
         let o = run_bench(cfg).unwrap();
         assert_eq!(o.rows.iter().filter(|r| r.codec == "ddpmc").count(), 2 * 4);
@@ -379,6 +399,10 @@ mod tests {
         ] {
             assert!(out.join(f).is_file(), "{f}");
         }
+        // The filmstrip: the chosen image's original and its four points, three per row.
+        let strip = image::open(out.join("filmstrip.png")).unwrap();
+        let cols = 3;
+        assert_eq!(strip.width(), 6 + cols * (plot::FRAME_WIDTH + 6));
         let back = report::read_results_csv(&out.join("results.csv")).unwrap();
         assert_eq!(back.len(), o.rows.len());
         // Reusing the stored classic rows gives the same classic rows.
@@ -392,6 +416,7 @@ mod tests {
             progressive_name: "ddpmc".into(),
             reference: None,
             progress: false,
+            filmstrip: None,
         };
         let o2 = run_bench(cfg).unwrap();
         assert!(o2

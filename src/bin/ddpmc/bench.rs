@@ -59,6 +59,9 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// The image of filmstrip.png (its file name in the dataset) [default: the first].
+    #[arg(long, value_name = "NAME")]
+    pub filmstrip: Option<String>,
     /// Lossless instead of rate-distortion: per image the size of `ddpmc encode --lossless`
     /// next to PNG, WebP lossless and JPEG XL (where cwebp/dwebp and cjxl/djxl are on PATH),
     /// every file decoded back and compared; writes lossless.{csv,md}.
@@ -173,6 +176,7 @@ pub fn run(args: Args) -> ddpmc::Result<()> {
         // The reference is a mean over its whole dataset: compare only without --limit.
         reference: reference_table(&args).filter(|_| args.limit.is_none()),
         progress: !args.quiet,
+        filmstrip: args.filmstrip.clone(),
     };
     let o = run_bench(cfg)?;
     print_outcome(&args, &o)
