@@ -231,7 +231,21 @@ pub fn bd_quality(anchor: &[(f64, f64)], test: &[(f64, f64)]) -> Option<f64> {
     Some((polyint(&pt, lo, hi) - polyint(&pa, lo, hi)) / (hi - lo))
 }
 
-/// The overlapping bpp range of two envelopes, if any.
+/// The overlapping quality range of two envelopes, if any: the range [`bd_rate`] integrates
+/// over.
+pub fn quality_overlap(anchor: &[(f64, f64)], test: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let q = |c: &[(f64, f64)]| c.iter().map(|p| p.1).collect::<Vec<f64>>();
+    let (qa, qt) = (q(anchor), q(test));
+    if qa.is_empty() || qt.is_empty() {
+        return None;
+    }
+    let lo = min(&qa).max(min(&qt));
+    let hi = max(&qa).min(max(&qt));
+    (hi > lo).then_some((lo, hi))
+}
+
+/// The overlapping bpp range of two envelopes, if any: the range [`bd_quality`] integrates
+/// over.
 pub fn overlap(anchor: &[(f64, f64)], test: &[(f64, f64)]) -> Option<(f64, f64)> {
     let lo = anchor.first()?.0.max(test.first()?.0);
     let hi = anchor.last()?.0.min(test.last()?.0);
@@ -375,5 +389,22 @@ mod tests {
         let anchor = curve(&[0.25, 1.0], 0.0, 1.0);
         let test = curve(&[0.25, 1.0], 2.0, 1.0);
         assert!((bd_quality(&anchor, &test).unwrap() - 2.0).abs() < 1e-9);
+    }
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::*;
+
+    #[test]
+    fn bd_rate_range_is_the_quality_overlap() {
+        let anchor = [(0.2, 28.0), (0.5, 31.0), (1.0, 34.0), (2.0, 37.0)];
+        let test = [(0.4, 29.0), (0.8, 32.0), (1.6, 35.0), (3.2, 38.0)];
+        assert_eq!(quality_overlap(&anchor, &test), Some((29.0, 37.0)));
+        assert_eq!(overlap(&anchor, &test), Some((0.4, 2.0)));
+        // The test curve needs more bits than the anchor at every PSNR of that range.
+        let r = bd_rate(&anchor, &test).unwrap();
+        assert!(r > 0.0 && r < 100.0, "{r}");
+        assert_eq!(quality_overlap(&anchor[..1], &test[3..]), None);
     }
 }

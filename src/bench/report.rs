@@ -203,8 +203,10 @@ pub struct BdLine {
     pub bd_psnr: Option<f64>,
     /// BD-rate on MS-SSIM, percent.
     pub bd_rate_msssim: Option<f64>,
-    /// Overlapping bpp range of the PSNR curves.
+    /// Overlapping bpp range of the PSNR curves (where BD-PSNR integrates).
     pub overlap: Option<(f64, f64)>,
+    /// Overlapping PSNR range of the curves (where BD-rate on PSNR integrates), dB.
+    pub psnr_overlap: Option<(f64, f64)>,
 }
 
 /// BD deltas of codec `test` against every other codec in `curves`.
@@ -226,6 +228,7 @@ pub fn bd_table(curves: &BTreeMap<String, Vec<CurvePoint>>, test: &str) -> Vec<B
                 bd_psnr: rd::bd_quality(&ap, &tp),
                 bd_rate_msssim: rd::bd_rate(&am, &tm),
                 overlap: rd::overlap(&ap, &tp),
+                psnr_overlap: rd::quality_overlap(&ap, &tp),
             }
         })
         .collect()
@@ -234,19 +237,21 @@ pub fn bd_table(curves: &BTreeMap<String, Vec<CurvePoint>>, test: &str) -> Vec<B
 /// `bd.csv`.
 pub fn bd_csv(test: &str, lines: &[BdLine]) -> String {
     let mut out = String::from(
-        "codec,anchor,bd_rate_psnr_pct,bd_psnr_db,bd_rate_msssim_pct,overlap_lo_bpp,overlap_hi_bpp\n",
+        "codec,anchor,bd_rate_psnr_pct,bd_psnr_db,bd_rate_msssim_pct,overlap_lo_bpp,overlap_hi_bpp,overlap_lo_psnr_db,overlap_hi_psnr_db\n",
     );
     for l in lines {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             field(test),
             field(&l.anchor),
             opt(l.bd_rate_psnr, 2),
             opt(l.bd_psnr, 3),
             opt(l.bd_rate_msssim, 2),
             opt(l.overlap.map(|o| o.0), 4),
-            opt(l.overlap.map(|o| o.1), 4)
+            opt(l.overlap.map(|o| o.1), 4),
+            opt(l.psnr_overlap.map(|o| o.0), 3),
+            opt(l.psnr_overlap.map(|o| o.1), 3)
         );
     }
     out
@@ -257,25 +262,28 @@ pub fn bd_md(test: &str, lines: &[BdLine]) -> String {
     let mut out = format!(
         "# Bjontegaard deltas of {test}\n\nCubic fit in log-rate over the overlapping range \
          (VCEG-M33). BD-rate < 0: {test} needs fewer bits for the same quality; BD-PSNR > 0: \
-         {test} is better at the same rate. `-` = curves do not overlap.\n\n\
-         | anchor | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM) | overlap (bpp) |\n\
-         |---|---:|---:|---:|---|\n"
+         {test} is better at the same rate. `-` = curves do not overlap. BD-rate integrates over \
+         the PSNR range both curves reach, BD-PSNR over the bpp range both reach.\n\n\
+         | anchor | BD-rate (PSNR) | over (dB) | BD-PSNR | over (bpp) | BD-rate (MS-SSIM) |\n\
+         |---|---:|---|---:|---|---:|\n"
     );
     for l in lines {
         let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:+.1} %"));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             l.anchor,
             pct(l.bd_rate_psnr),
+            l.psnr_overlap
+                .map_or("-".into(), |(a, b)| format!("{a:.2} - {b:.2}")),
             l.bd_psnr.map_or("-".into(), |v| format!("{v:+.2} dB")),
-            pct(l.bd_rate_msssim),
             l.overlap
-                .map_or("-".into(), |(a, b)| format!("{a:.3} - {b:.3}"))
+                .map_or("-".into(), |(a, b)| format!("{a:.3} - {b:.3}")),
+            pct(l.bd_rate_msssim)
         );
     }
     if lines.is_empty() {
-        out.push_str("| (no codec to compare with) | - | - | - | - |\n");
+        out.push_str("| (no codec to compare with) | - | - | - | - | - |\n");
     }
     out
 }
