@@ -28,6 +28,13 @@ fn ok(args: &[&str]) -> Output {
     o
 }
 
+/// `ddpmc encode SRC -o OUT --model TINY --force EXTRA...`, which must succeed.
+fn encode_tiny(src: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["encode", src, "-o", s(out), "--model", TINY, "--force"];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ddpmc-cli-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -379,18 +386,7 @@ fn input_images_are_sniffed_and_bounded_before_decoding() {
 #[test]
 fn steps_stop_reading_before_a_corrupt_later_chunk() {
     let coded = tmp("c3.ddpmc");
-    ok(&[
-        "encode",
-        "samples/kodim23_crop.png",
-        "-o",
-        s(&coded),
-        "-q",
-        "3",
-        "--model",
-        TINY,
-        "--force",
-        "--quiet",
-    ]);
+    encode_tiny("samples/kodim23_crop.png", &coded, &["-q", "3", "--quiet"]);
     let mut bytes = std::fs::read(&coded).unwrap();
     // chunk_ends: after the preamble, HEAD, STEP 1, STEP 2, STEP 3, ...; flip a byte inside
     // STEP 3's payload.
@@ -562,40 +558,30 @@ fn colour_profile_orientation_and_unwritable_output() {
     let info = ok(&["info", s(&coded)]);
     assert!(String::from_utf8_lossy(&info.stdout)
         .contains(&format!("ICC profile of {} bytes", want.len())));
-    let png = tmp("icc.png");
-    ok(&[
-        "decode",
-        s(&coded),
-        "-o",
-        s(&png),
-        "--model",
-        TINY,
-        "--force",
-    ]);
-    let got = image::codecs::png::PngDecoder::new(std::io::BufReader::new(
-        std::fs::File::open(&png).unwrap(),
-    ))
-    .unwrap()
-    .icc_profile()
-    .unwrap();
-    assert_eq!(got.as_deref(), Some(want.as_slice()));
-    let tif = tmp("icc.tiff");
-    ok(&[
-        "decode",
-        s(&coded),
-        "-o",
-        s(&tif),
-        "--model",
-        TINY,
-        "--force",
-    ]);
-    let got = image::codecs::tiff::TiffDecoder::new(std::io::BufReader::new(
-        std::fs::File::open(&tif).unwrap(),
-    ))
-    .unwrap()
-    .icc_profile()
-    .unwrap();
-    assert_eq!(got.as_deref(), Some(want.as_slice()));
+    for ext in ["png", "tiff"] {
+        let out = tmp(&format!("icc.{ext}"));
+        ok(&[
+            "decode",
+            s(&coded),
+            "-o",
+            s(&out),
+            "--model",
+            TINY,
+            "--force",
+        ]);
+        let file = || std::io::BufReader::new(std::fs::File::open(&out).unwrap());
+        let got = if ext == "png" {
+            image::codecs::png::PngDecoder::new(file())
+                .unwrap()
+                .icc_profile()
+        } else {
+            image::codecs::tiff::TiffDecoder::new(file())
+                .unwrap()
+                .icc_profile()
+        }
+        .unwrap();
+        assert_eq!(got.as_deref(), Some(want.as_slice()), "{ext}");
+    }
 
     // EXIF orientation 6 (rotate 90 degrees clockwise): the file is coded upright.
     let coded = tmp("exif.ddpmc");
@@ -741,17 +727,7 @@ fn serve_plays_every_step() {
     std::fs::create_dir_all(&dir).unwrap();
     let coded = dir.join("k23.ddpmc");
     std::fs::copy(root().join("samples/kodim23_crop.png"), dir.join("k23.png")).unwrap();
-    ok(&[
-        "encode",
-        "samples/kodim23_crop.png",
-        "-o",
-        s(&coded),
-        "-q",
-        "3",
-        "--model",
-        TINY,
-        "--force",
-    ]);
+    encode_tiny("samples/kodim23_crop.png", &coded, &["-q", "3"]);
     let (mut child, addr) = serve(&[s(&dir)]);
     let (code, page) = http_get(&addr, "/");
     assert_eq!(code, 200);

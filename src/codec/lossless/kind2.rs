@@ -235,20 +235,8 @@ impl Channel {
         preds[4] = grad << FRAC;
         preds[5] = grad.clamp(vw.min(vn), vw.max(vn)) << FRAC;
         let mut k = 6;
-        if let Some(r) = inp.recon {
-            let rw = if has_w {
-                r[i - 1]
-            } else if has_n {
-                r[i - w]
-            } else {
-                r[i]
-            };
-            let rn = if has_n { r[i - w] } else { rw };
-            preds[k] = r[i] << FRAC;
-            preds[k + 1] = (r[i] << FRAC) + (((vw - rw) + (vn - rn)) << (FRAC - 1));
-            k += 2;
-        }
-        if let Some((a, _)) = inp.prev {
+        // W and N of another plane by the rules of W and N, with its own value for W at (0, 0).
+        let west_north = |a: &[i32]| {
             let aw = if has_w {
                 a[i - 1]
             } else if has_n {
@@ -256,7 +244,16 @@ impl Channel {
             } else {
                 a[i]
             };
-            let an = if has_n { a[i - w] } else { aw };
+            (aw, if has_n { a[i - w] } else { aw })
+        };
+        if let Some(r) = inp.recon {
+            let (rw, rn) = west_north(r);
+            preds[k] = r[i] << FRAC;
+            preds[k + 1] = (r[i] << FRAC) + (((vw - rw) + (vn - rn)) << (FRAC - 1));
+            k += 2;
+        }
+        if let Some((a, _)) = inp.prev {
+            let (aw, an) = west_north(a);
             preds[k] = (vw + a[i] - aw) << FRAC;
             preds[k + 1] = (vn + a[i] - an) << FRAC;
         }
