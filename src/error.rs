@@ -35,6 +35,12 @@ pub enum Error {
     /// Reading or writing an image failed.
     #[error("image error: {0}")]
     Image(String),
+    /// The image crate failed; the error is kept as the [`std::error::Error::source`].
+    #[error("image error: {0}")]
+    ImageCodec(#[source] image::ImageError),
+    /// The network's backend (candle) failed; the error is kept as the source.
+    #[error("model error: {0}")]
+    Backend(#[source] candle_core::Error),
 }
 
 /// Result with the library's [`Error`].
@@ -51,12 +57,27 @@ impl Error {
 
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
-        Error::Model(e.to_string())
+        Error::Backend(e)
     }
 }
 
 impl From<image::ImageError> for Error {
     fn from(e: image::ImageError) -> Self {
-        Error::Image(e.to_string())
+        Error::ImageCodec(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_errors_keep_their_source() {
+        let bad = image::load_from_memory(b"\x89PNG\r\n\x1a\nnot really").unwrap_err();
+        let e = Error::from(bad);
+        assert!(e.to_string().starts_with("image error: "), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+        let io = Error::from(std::io::Error::other("disk"));
+        assert!(std::error::Error::source(&io).is_some());
     }
 }
