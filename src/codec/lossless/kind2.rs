@@ -94,42 +94,53 @@ impl Models {
         }
     }
 
-    fn put<S: SymbolSink>(&mut self, s: &mut S, ctx: usize, sctx: usize, e: i32) -> Result<()> {
-        s.put_bit(&mut self.zero[ctx], e != 0, LIMIT)?;
-        if e == 0 {
-            return Ok(());
-        }
-        s.put_bit(&mut self.sign[ctx * 3 + sctx], e < 0, LIMIT)?;
-        let a = e.unsigned_abs();
-        let k = floor_log2(u64::from(a)) as usize;
-        for j in 0..k {
-            s.put_bit(&mut self.exp[ctx * EXPS + j], true, LIMIT)?;
-        }
-        if k < EXPS - 1 {
-            s.put_bit(&mut self.exp[ctx * EXPS + k], false, LIMIT)?;
-        }
-        for j in (0..k).rev() {
-            let m = &mut self.mant[(ctx * EXPS + k) * EXPS + j];
-            s.put_bit(m, (a >> j) & 1 == 1, LIMIT)?;
-        }
-        Ok(())
-    }
-
-    fn get(&mut self, r: &mut RangeReader, ctx: usize, sctx: usize) -> Result<i32> {
-        if !r.get_bit(&mut self.zero[ctx], LIMIT)? {
+    /// Code (encoder: `e` is the residual) or read (decoder: `e` is ignored) one residual
+    /// (SPEC §10.6); returns it.
+    fn residual<I: BitIo>(&mut self, io: &mut I, ctx: usize, sctx: usize, e: i32) -> Result<i32> {
+        if !io.bit(&mut self.zero[ctx], e != 0)? {
             return Ok(0);
         }
-        let neg = r.get_bit(&mut self.sign[ctx * 3 + sctx], LIMIT)?;
+        let neg = io.bit(&mut self.sign[ctx * 3 + sctx], e < 0)?;
+        let a = e.unsigned_abs();
+        let top = if a > 0 {
+            floor_log2(u64::from(a)) as usize
+        } else {
+            0
+        };
         let mut k = 0;
-        while k < EXPS - 1 && r.get_bit(&mut self.exp[ctx * EXPS + k], LIMIT)? {
+        while k < EXPS - 1 && io.bit(&mut self.exp[ctx * EXPS + k], k < top)? {
             k += 1;
         }
-        let mut a: i32 = 1;
+        let mut v: i32 = 1;
         for j in (0..k).rev() {
             let m = &mut self.mant[(ctx * EXPS + k) * EXPS + j];
-            a = (a << 1) | i32::from(r.get_bit(m, LIMIT)?);
+            v = (v << 1) | i32::from(io.bit(m, (a >> j) & 1 == 1)?);
         }
-        Ok(if neg { -a } else { a })
+        Ok(if neg { -v } else { v })
+    }
+}
+
+/// Where a residual's bits go: the encoder codes the bit it is given, the decoder reads one.
+trait BitIo {
+    fn bit(&mut self, m: &mut AdaptiveBit, bit: bool) -> Result<bool>;
+}
+
+struct Enc<'a, S: SymbolSink>(&'a mut S);
+
+impl<S: SymbolSink> BitIo for Enc<'_, S> {
+    #[inline]
+    fn bit(&mut self, m: &mut AdaptiveBit, bit: bool) -> Result<bool> {
+        self.0.put_bit(m, bit, LIMIT)?;
+        Ok(bit)
+    }
+}
+
+struct Dec<'a>(&'a mut RangeReader);
+
+impl BitIo for Dec<'_> {
+    #[inline]
+    fn bit(&mut self, m: &mut AdaptiveBit, _bit: bool) -> Result<bool> {
+        self.0.get_bit(m, LIMIT)
     }
 }
 
@@ -359,6 +370,51 @@ fn transform(rct: u8, pix: &[u8], n: usize) -> [Vec<i32>; 3] {
     out
 }
 
+/// The channel loop of both sides (SPEC §10.4-§10.6): channel by channel, rows, columns,
+/// predict, code or read the residual, record. The encoder passes the values in `v`; the
+/// decoder passes zeros and gets the values back.
+fn run<I: BitIo>(
+    io: &mut I,
+    v: &mut [Vec<i32>; 3],
+    recon: Option<&[u8]>,
+    rct: u8,
+    h: usize,
+    w: usize,
+) -> Result<()> {
+    let n = h * w;
+    let r = recon.map(|r| transform(rct, r, n));
+    let mut models = Models::new();
+    let mut res: [Vec<i32>; 3] = [vec![0; n], vec![0; n], vec![0; n]];
+    for c in 0..3 {
+        let (v_done, v_rest) = v.split_at_mut(c);
+        let (res_done, res_rest) = res.split_at_mut(c);
+        let (vc, e_out) = (&mut v_rest[0], &mut res_rest[0]);
+        let (lo, hi) = range(rct, c);
+        let inp = Inputs {
+            prev: (c > 0).then(|| (v_done[c - 1].as_slice(), res_done[c - 1].as_slice())),
+            recon: r.as_ref().map(|r| r[c].as_slice()),
+        };
+        let mut ch = Channel::new(w, c, (lo, hi), &inp);
+        for y in 0..h {
+            for x in 0..w {
+                let i = y * w + x;
+                let pr = ch.predict(vc, &inp, y, x);
+                let e = models.residual(io, pr.ctx, pr.sctx, vc[i] - pr.p)?;
+                let val = pr.p + e;
+                if !(lo..=hi).contains(&val) {
+                    return Err(Error::format(format!(
+                        "lossless residual gives channel {c} value {val} (allowed {lo}..={hi})"
+                    )));
+                }
+                ch.record(y, x, val, &pr);
+                vc[i] = val;
+                e_out[i] = e;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Code planar 3 x h x w pixels with colour transform `rct`, using the 8-bit reconstruction
 /// `recon` (same layout) as a predictor input where a chain prefix exists.
 pub(crate) fn code<S: SymbolSink>(
@@ -369,31 +425,8 @@ pub(crate) fn code<S: SymbolSink>(
     h: usize,
     w: usize,
 ) -> Result<()> {
-    let n = h * w;
-    let v = transform(rct, pix, n);
-    let r = recon.map(|r| transform(rct, r, n));
-    let mut models = Models::new();
-    let mut res: [Vec<i32>; 3] = [vec![0; n], vec![0; n], vec![0; n]];
-    for c in 0..3 {
-        let (done, rest) = res.split_at_mut(c);
-        let inp = Inputs {
-            prev: (c > 0).then(|| (v[c - 1].as_slice(), done[c - 1].as_slice())),
-            recon: r.as_ref().map(|r| r[c].as_slice()),
-        };
-        let mut ch = Channel::new(w, c, range(rct, c), &inp);
-        let e_out = &mut rest[0];
-        for y in 0..h {
-            for x in 0..w {
-                let pr = ch.predict(&v[c], &inp, y, x);
-                let val = v[c][y * w + x];
-                let e = val - pr.p;
-                models.put(sink, pr.ctx, pr.sctx, e)?;
-                e_out[y * w + x] = e;
-                ch.record(y, x, val, &pr);
-            }
-        }
-    }
-    Ok(())
+    let mut v = transform(rct, pix, h * w);
+    run(&mut Enc(sink), &mut v, recon, rct, h, w)
 }
 
 /// Decode what [`code`] wrote; returns planar 8-bit pixels.
@@ -410,37 +443,8 @@ pub(crate) fn decode(
         )));
     }
     let n = h * w;
-    let r = recon.map(|r| transform(rct, r, n));
-    let mut models = Models::new();
     let mut v: [Vec<i32>; 3] = [vec![0; n], vec![0; n], vec![0; n]];
-    let mut res: [Vec<i32>; 3] = [vec![0; n], vec![0; n], vec![0; n]];
-    for c in 0..3 {
-        let (vd, vrest) = v.split_at_mut(c);
-        let (rd_done, rrest) = res.split_at_mut(c);
-        let vc = &mut vrest[0];
-        let e_out = &mut rrest[0];
-        let (lo, hi) = range(rct, c);
-        let inp = Inputs {
-            prev: (c > 0).then(|| (vd[c - 1].as_slice(), rd_done[c - 1].as_slice())),
-            recon: r.as_ref().map(|r| r[c].as_slice()),
-        };
-        let mut ch = Channel::new(w, c, (lo, hi), &inp);
-        for y in 0..h {
-            for x in 0..w {
-                let pr = ch.predict(vc, &inp, y, x);
-                let e = models.get(rd, pr.ctx, pr.sctx)?;
-                let val = pr.p + e;
-                if !(lo..=hi).contains(&val) {
-                    return Err(Error::format(format!(
-                        "lossless residual gives channel {c} value {val} (allowed {lo}..={hi})"
-                    )));
-                }
-                ch.record(y, x, val, &pr);
-                vc[y * w + x] = val;
-                e_out[y * w + x] = e;
-            }
-        }
-    }
+    run(&mut Dec(rd), &mut v, recon, rct, h, w)?;
     let mut out = vec![0u8; 3 * n];
     for i in 0..n {
         let rgb = inverse(rct, [v[0][i], v[1][i], v[2][i]]);
