@@ -131,40 +131,31 @@ impl<'m> Decoder<'m> {
                 }
                 let h = Header::parse(payload)?;
                 format::check_steps(self.major, &h)?;
-                let id = self.model.id();
-                if h.steps() == 0 {
-                    // No steps: the LOSS chunk alone, no network (SPEC §4.1).
-                    let (ph, pw) = h.padded();
-                    self.g = Some(Geometry {
-                        h: h.height as usize,
-                        w: h.width as usize,
-                        ph,
-                        pw,
-                    });
-                    self.header = Some(h);
-                    return Ok(());
-                }
-                if h.model_id != id {
-                    return Err(Error::ModelMismatch {
-                        file: hex(&h.model_id),
-                        decoder: hex(&id),
-                    });
-                }
                 let (ph, pw) = h.padded();
-                let m = self.model.multiple().max(1);
-                if ph % m != 0 || pw % m != 0 {
-                    return Err(Error::format(format!(
-                        "padded size {pw}x{ph} is not a multiple of the model's {m}"
-                    )));
+                // A file with no steps is its LOSS chunk alone: no network, no latent (SPEC
+                // §4.1), so neither the model id nor the padding is checked.
+                if h.steps() > 0 {
+                    let id = self.model.id();
+                    if h.model_id != id {
+                        return Err(Error::ModelMismatch {
+                            file: hex(&h.model_id),
+                            decoder: hex(&id),
+                        });
+                    }
+                    let m = self.model.multiple().max(1);
+                    if ph % m != 0 || pw % m != 0 {
+                        return Err(Error::format(format!(
+                            "padded size {pw}x{ph} is not a multiple of the model's {m}"
+                        )));
+                    }
+                    self.z = start_latent(h.seed, ph, pw);
                 }
-                let g = Geometry {
+                self.g = Some(Geometry {
                     h: h.height as usize,
                     w: h.width as usize,
                     ph,
                     pw,
-                };
-                self.z = start_latent(h.seed, ph, pw);
-                self.g = Some(g);
+                });
                 self.header = Some(h);
                 Ok(())
             }

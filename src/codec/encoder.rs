@@ -134,18 +134,18 @@ pub(crate) fn encode_resumable(
     let search = lossless && opts.prefix_search;
     // The smallest lossless file so far: (prefix length, file size, LOSS chunk).
     let mut best_loss: Option<(usize, usize, LossChunk)> = None;
+    // Every colour transform for the first prefix tried, then the one that won it.
     let mut transforms: Vec<u8> = vec![0, 1, 2];
-    let mut try_prefix =
-        |n: usize, steps: &[u8], recon: Option<&[u8]>, transforms: &mut Vec<u8>| -> Result<bool> {
-            let l = lossless::encode(&img.pixels, recon, g.h, g.w, transforms)?;
-            *transforms = vec![l.transform];
-            let size = assemble(n, steps, Some(&l)).len();
-            let better = best_loss.as_ref().map_or(true, |b| size < b.1);
-            if better {
-                best_loss = Some((n, size, l));
-            }
-            Ok(better)
-        };
+    let mut try_prefix = |n: usize, steps: &[u8], recon: Option<&[u8]>| -> Result<bool> {
+        let l = lossless::encode(&img.pixels, recon, g.h, g.w, &transforms)?;
+        transforms = vec![l.transform];
+        let size = assemble(n, steps, Some(&l)).len();
+        let better = best_loss.as_ref().map_or(true, |b| size < b.1);
+        if better {
+            best_loss = Some((n, size, l));
+        }
+        Ok(better)
+    };
 
     // x, padded by edge replication (SPEC §6.5).
     let mut x = vec![0f32; g.len()];
@@ -181,7 +181,7 @@ pub(crate) fn encode_resumable(
         }
         if search {
             let recon = net_xhat.as_ref().map(|x| super::crop_pred(x, &g));
-            if !try_prefix(n, &out, recon.as_deref(), &mut transforms)? {
+            if !try_prefix(n, &out, recon.as_deref())? {
                 searched_all = false;
                 break;
             }
@@ -248,7 +248,7 @@ pub(crate) fn encode_resumable(
                 let xh = super::denoise(model, &z, &schedule[nsteps], &g)?;
                 Some(super::crop_pred(&xh, &g))
             };
-            try_prefix(nsteps, &out, recon.as_deref(), &mut transforms)?;
+            try_prefix(nsteps, &out, recon.as_deref())?;
         }
         let (n, _, l) = best_loss.expect("a lossless prefix was coded");
         reports.truncate(n);

@@ -27,6 +27,7 @@ pub(crate) fn encode(
     w: usize,
     transforms: &[u8],
 ) -> Result<LossChunk> {
+    let sha256: [u8; 32] = Sha256::digest(pix).into();
     let mut best: Option<LossChunk> = None;
     for &t in transforms {
         let mut wr = RangeWriter::new();
@@ -35,7 +36,7 @@ pub(crate) fn encode(
         if best.as_ref().map_or(true, |b| words.len() < b.words.len()) {
             best = Some(LossChunk {
                 kind: 2,
-                sha256: Sha256::digest(pix).into(),
+                sha256,
                 transform: t,
                 words,
             });
@@ -57,19 +58,16 @@ pub(crate) fn decode(c: &LossChunk, recon: Option<&[u8]>, h: usize, w: usize) ->
     };
     let sha: [u8; 32] = Sha256::digest(&pix).into();
     if sha != c.sha256 {
-        return Err(Error::format(if recon.is_some() {
-            format!(
-                "lossless check failed: decoded pixels hash to {}, the file says {} (the network ran differently here than when encoding, or the file is corrupt)",
-                hex(&sha),
-                hex(&c.sha256)
-            )
+        let why = if recon.is_some() {
+            "the network ran differently here than when encoding, or the file is corrupt"
         } else {
-            format!(
-                "lossless check failed: decoded pixels hash to {}, the file says {} (the file is corrupt)",
-                hex(&sha),
-                hex(&c.sha256)
-            )
-        }));
+            "the file is corrupt"
+        };
+        return Err(Error::format(format!(
+            "lossless check failed: decoded pixels hash to {}, the file says {} ({why})",
+            hex(&sha),
+            hex(&c.sha256)
+        )));
     }
     Ok(pix)
 }
