@@ -22,8 +22,8 @@ const INDEX_HTML: &str = include_str!("serve.html");
 
 /// Play the progressive decode of .ddpmc files in a browser (local server on 127.0.0.1).
 ///
-/// For each FILE.ddpmc, an image FILE.png (or .jpg, .jpeg, .ppm, .bmp, .tif, .tiff, .webp)
-/// next to it is taken as the original: the page then shows PSNR per step and a side-by-side
+/// For each FILE.ddpmc, an image FILE.png (or another format the bench reads: .jpg, .bmp,
+/// .tiff, .ppm, .webp ...) next to it is taken as the original: the page then shows PSNR per step and a side-by-side
 /// view.
 #[derive(clap::Args)]
 pub struct Args {
@@ -67,7 +67,7 @@ impl<'m> Entry<'m> {
         let info = inspect(&bytes)?;
         let h = &info.header;
         let entries = h.steps() + usize::from(info.loss.is_some());
-        let original = IMAGE_EXT
+        let original = ddpmc::bench::run::IMAGE_EXTENSIONS
             .iter()
             .map(|e| path.with_extension(e))
             .find(|p| p.is_file())
@@ -150,8 +150,6 @@ impl<'m> Entry<'m> {
         Ok(&self.out[k - 1])
     }
 }
-
-const IMAGE_EXT: [&str; 8] = ["png", "jpg", "jpeg", "ppm", "bmp", "tif", "tiff", "webp"];
 
 /// The .ddpmc files named or inside the folders named.
 fn collect(inputs: &[PathBuf]) -> ddpmc::Result<Vec<PathBuf>> {
