@@ -458,7 +458,7 @@ fn model_mismatch_is_refused() {
 fn invariant_d_perturbed_network_still_decodes() {
     let m = Analytic::default();
     let img = sample("kodim23_crop.png");
-    for coders in [vec![1u8], vec![2]] {
+    for coders in [vec![1u8], vec![2], vec![3]] {
         let o = EncodeOptions {
             quality: 4,
             coders: coders.clone(),
@@ -490,6 +490,56 @@ fn invariant_d_perturbed_network_still_decodes() {
             "kind {coders:?}: the perturbation did not move the decoded image"
         );
     }
+}
+
+/// The default coder set: kinds 2 and 3 at the steps that start at t >= 40, chosen on rate
+/// and distortion, kind 2 alone below; `coders` forces its kinds at every step.
+#[test]
+fn coder_choice_per_step() {
+    let m = Analytic::default();
+    let img = sample("kodim04_crop.png");
+    let (bytes, rep) = encode_with_report(&img, &m, &opts(5), &mut |_, _| {}).unwrap();
+    let kinds: Vec<u8> = rep.steps.iter().map(|s| s.coder).collect();
+    for s in &rep.steps {
+        if s.t_start < 40.0 {
+            assert_eq!(s.coder, 2, "{kinds:?}");
+        }
+        assert!(s.coder == 2 || s.coder == 3, "{kinds:?}");
+        // Kind 3 reports the KL of its targets, the others do not.
+        assert_eq!(s.kl_bits.is_some(), s.coder == 3, "{kinds:?}");
+    }
+    assert!(
+        kinds.contains(&3),
+        "kind 3 never chosen at the low-SNR steps: {kinds:?}"
+    );
+    assert_eq!(
+        decode(&bytes, &m, None, Recon::Denoise)
+            .unwrap()
+            .steps_decoded,
+        5
+    );
+    let forced = EncodeOptions {
+        quality: 5,
+        coders: vec![3],
+        ..Default::default()
+    };
+    let (bytes, rep) = encode_with_report(&img, &m, &forced, &mut |_, _| {}).unwrap();
+    assert!(rep.steps.iter().all(|s| s.coder == 3));
+    // Near the KL: the real bits of kind 3 stay within 1.5x the KL of its targets.
+    for s in &rep.steps {
+        let kl = s.kl_bits.unwrap();
+        assert!(
+            (s.chunk_bytes as f64 * 8.0) < 1.5 * kl + 4096.0,
+            "{} bytes for {kl} bits of KL",
+            s.chunk_bytes
+        );
+    }
+    assert_eq!(
+        decode(&bytes, &m, None, Recon::Denoise)
+            .unwrap()
+            .steps_decoded,
+        5
+    );
 }
 
 #[test]

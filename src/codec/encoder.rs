@@ -1,6 +1,7 @@
-//! Stage 5: the encoder's chain (SPEC §6, §11): per step, every allowed step coder codes the
-//! step with its own choices on real code lengths, and the smallest body is kept; the
-//! encoder's latent follows exactly the decoder's path.
+//! Stage 5: the encoder's chain (SPEC §6, §11, §12): per step, every allowed step coder codes
+//! the step with its own choices on real code lengths, and the encoder keeps the one with the
+//! best rate and distortion (the network's estimate after the step, which the next step needs
+//! anyway); the encoder's latent follows exactly the decoder's path.
 
 use super::{lossless, ImageData, StepReport};
 use crate::diffusion::{start_latent, SchedulePoint, StepCoeffs};
@@ -69,7 +70,8 @@ pub(crate) fn encode_resumable(
     keep: bool,
 ) -> Result<Encoded> {
     let (lossless, seed) = (opts.lossless, opts.seed);
-    let allowed: &[u8] = if opts.coders.is_empty() {
+    let by_default = opts.coders.is_empty();
+    let allowed: &[u8] = if by_default {
         &step::DEFAULT_CODERS
     } else {
         opts.coders
@@ -173,10 +175,16 @@ pub(crate) fn encode_resumable(
     };
     let mut snapshots = Vec::new();
     let mut searched_all = true;
+    // The network estimate at the end point of the step just coded, when the coder choice
+    // already computed it.
+    let mut next_xhat: Option<Vec<f32>> = None;
+    let npx = (g.h * g.w) as f64;
     for n in first..nsteps {
         progress(n, nsteps + usize::from(lossless));
         let (pt, ps) = (schedule[n], schedule[n + 1]);
-        if n > 0 && !(n == first && net_xhat.is_some()) {
+        if let Some(xh) = next_xhat.take() {
+            net_xhat = Some(xh);
+        } else if n > 0 && !(n == first && net_xhat.is_some()) {
             net_xhat = Some(super::denoise(model, &z, &pt, &g)?);
         }
         if search {
@@ -206,17 +214,43 @@ pub(crate) fn encode_resumable(
             xhat: net_xhat.as_deref(),
             levels: &levels,
         };
-        let mut best: Option<(u8, Coded)> = None;
-        for c in &coders {
+        // The coders tried at this step; with several, the choice is by rate and distortion.
+        let here: Vec<&dyn step::StepCoder> = coders
+            .iter()
+            .copied()
+            .filter(|c| !(by_default && c.kind() == 3 && pt.t < step::KIND3_FROM_T))
+            .collect();
+        let rd = here.len() > 1;
+        let mut best: Option<(u8, Coded, f64, Option<Vec<f32>>)> = None;
+        for c in &here {
             let coded = c.encode(&inp, &x)?;
-            if best
-                .as_ref()
-                .map_or(true, |b| coded.body.len() < b.1.body.len())
-            {
-                best = Some((c.kind(), coded));
+            let bits = coded.body.len() as f64 * 8.0;
+            let (cost, xh) = if rd {
+                let xh = super::denoise(model, &coded.z, &ps, &g)?;
+                let mut se = 0f64;
+                for ch in 0..3 {
+                    for y in 0..g.h {
+                        for xx in 0..g.w {
+                            let i = g.idx(ch, y, xx);
+                            se += f64::from(xh[i] - x[i]).powi(2);
+                        }
+                    }
+                }
+                let mse = (se / (3.0 * npx)).max(1e-12);
+                let psnr = 10.0 * (4.0 / mse).log10();
+                (
+                    (out.len() as f64 * 8.0 + bits).ln() - psnr / step::RD_DB_PER_LN,
+                    Some(xh),
+                )
+            } else {
+                (bits, None)
+            };
+            if best.as_ref().map_or(true, |b| cost < b.2) {
+                best = Some((c.kind(), coded, cost, xh));
             }
         }
-        let (kind_n, coded) = best.expect("at least one coder");
+        let (kind_n, coded, _, xh) = best.expect("at least one coder");
+        next_xhat = xh;
         let chunk = StepChunk {
             index: n as u8,
             coder: kind_n,
@@ -237,6 +271,7 @@ pub(crate) fn encode_resumable(
             side_bits: st.side_bits,
             skipped_blocks: st.skipped,
             blocks: st.units,
+            kl_bits: st.kl_bits,
         });
     }
     let (bytes, loss_bytes) = if lossless {

@@ -50,8 +50,8 @@ pub struct EncodeOptions {
     pub prefix_search: bool,
     /// Seed of the shared PRNG.
     pub seed: u64,
-    /// Step coder kinds the encoder may choose from, per step by real size (SPEC §6.2);
-    /// empty: kinds 1 and 2.
+    /// Step coder kinds the encoder may choose from at every step, by rate and distortion
+    /// (SPEC §12); empty: kinds 2 and 3 on the steps that start at t >= 40, kind 2 below.
     pub coders: Vec<u8>,
     /// The source image's ICC colour profile, kept in the file (SPEC §4.5) and given back by
     /// the decoder ([`DecodedFile::icc_profile`]).
@@ -108,6 +108,9 @@ pub struct StepReport {
     pub skipped_blocks: usize,
     /// Side-information units in total.
     pub blocks: usize,
+    /// Reverse-channel-coded steps (kind 3): the KL divergence of the coded targets from
+    /// their priors in bits, the cost of an ideal Gaussian channel for the same units.
+    pub kl_bits: Option<f64>,
 }
 
 /// What `encode_with_report` tells besides the bytes.

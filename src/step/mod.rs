@@ -92,6 +92,9 @@ pub(crate) struct StepStats {
     pub skipped: usize,
     /// Side-information units in total.
     pub units: usize,
+    /// Kind 3: the KL divergence of the coded units' Gaussian targets from their priors
+    /// (the ideal channel's cost; SPEC §6.12), in bits.
+    pub kl_bits: Option<f64>,
 }
 
 /// A step as one coder codes it.
@@ -129,12 +132,22 @@ pub(crate) trait StepCoder: Sync {
 }
 
 /// Every coder this build knows, by kind.
-pub(crate) static CODERS: [&dyn StepCoder; 3] = [&uq::Uq, &tuq::TransformUq, &rcc::Rcc];
+pub(crate) static CODERS: [&dyn StepCoder; 3] = [&uq::Uq, &tuq::TransformUq, &rcc::Rcc::DEFAULT];
 
-/// The kinds the encoder chooses from by default. Kind 3 is used only when asked for: it
-/// sends fewer bits but, with a finite candidate count, a slightly less informative sample,
-/// so choosing it by size alone is not a rate-distortion choice.
-pub(crate) const DEFAULT_CODERS: [u8; 2] = [1, 2];
+/// The kinds the encoder chooses from by default, per step by rate and distortion (SPEC §12):
+/// kind 2, and kind 3 at the low-SNR steps (start point t >= [`KIND3_FROM_T`]). Kind 1 is
+/// chosen only when asked for: kind 2 codes the same steps in fewer bits.
+pub(crate) const DEFAULT_CODERS: [u8; 2] = [2, 3];
+
+/// By default kind 3 is tried only on steps that start at t >= this: below it, at high SNR,
+/// it was not chosen on the tuning images and its search costs encode time.
+pub(crate) const KIND3_FROM_T: f64 = 40.0;
+
+/// Weight of the distortion in the encoder's choice of coder (SPEC §12): the coder with the
+/// smallest ln(bits of the file so far) - PSNR / RD_DB_PER_LN is kept, PSNR that of the
+/// network's estimate at the step's end point. 5 dB per e-fold of the rate is the slope of the
+/// codec's own rate-distortion curve around its default rate.
+pub(crate) const RD_DB_PER_LN: f64 = 5.0;
 
 /// The coder of `kind`.
 pub(crate) fn coder(kind: u8) -> Result<&'static dyn StepCoder> {

@@ -780,6 +780,7 @@ impl StepCoder for TransformUq {
                 k_max: p.k_max,
                 skipped: p.scale.iter().filter(|&&s| s == 0).count(),
                 units: p.scale.len(),
+                kl_bits: None,
             },
         })
     }

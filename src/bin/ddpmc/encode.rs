@@ -32,9 +32,10 @@ pub struct Args {
     /// Seed of the shared randomness (dither and starting noise).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Step coders the encoder may choose from, per step by real size (comma-separated
-    /// kinds: 1 = UQ in the pixel domain, 2 = UQ in a colour + DCT domain, 3 = Gaussian steps by
-    /// reverse-channel coding in the same domain) [default: 1,2].
+    /// Step coders the encoder may choose from at every step, by rate and distortion
+    /// (comma-separated kinds: 1 = UQ in the pixel domain, 2 = UQ in a colour + DCT domain,
+    /// 3 = Gaussian steps by reverse-channel coding in the same domain) [default: 2 and 3 on
+    /// the steps that start at t >= 40, 2 alone below].
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=3))]
     coders: Vec<u8>,
     /// Overwrite the output file if it exists.
@@ -97,7 +98,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         let px = f64::from(img.width()) * f64::from(img.height());
         for (i, r) in rep.steps.iter().enumerate() {
             eprintln!(
-                "step {}: t {:.0} -> {:.0}, coder {}, block {}, K {}, {} bytes ({:.4} bpp, side information {:.1} %, {}/{} units skipped)",
+                "step {}: t {:.0} -> {:.0}, coder {}, block {}, K {}, {} bytes ({:.4} bpp, side information {:.1} %, {}/{} units skipped){}",
                 i + 1,
                 r.t_start,
                 r.t_end,
@@ -108,7 +109,12 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
                 r.chunk_bytes as f64 * 8.0 / px,
                 100.0 * r.side_bits / r.ideal_bits.max(1e-9),
                 r.skipped_blocks,
-                r.blocks
+                r.blocks,
+                r.kl_bits.map_or(String::new(), |kl| format!(
+                    "; KL of the coded units {:.4} bpp, real bits {:.2}x the KL",
+                    kl / px,
+                    r.chunk_bytes as f64 * 8.0 / kl.max(1e-9)
+                ))
             );
         }
         if let Some(l) = rep.loss_bytes {
