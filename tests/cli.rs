@@ -153,16 +153,25 @@ fn errors_leave_no_output() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("CRC"));
     assert!(!out.exists());
-    // --partial writes the last good step.
-    ok(&[
-        "decode",
-        s(&badf),
-        "-o",
-        s(&out),
-        "--model",
-        TINY,
-        "--partial",
-    ]);
+    // --partial writes the last good step, with exit status 3 (an incomplete file).
+    let o = ddpmc(
+        &[
+            "decode",
+            s(&badf),
+            "-o",
+            s(&out),
+            "--model",
+            TINY,
+            "--partial",
+        ],
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(out.exists());
     // Model mismatch: the default model cannot decode a file made with the tiny one.
     let out2 = tmp("mismatch.png");
@@ -170,19 +179,23 @@ fn errors_leave_no_output() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("model mismatch"));
     assert!(!out2.exists());
-    // Truncated: decodes whole chunks and says so.
+    // Truncated: decodes whole chunks, says so and exits with status 3.
     let cut = tmp("cut.ddpmc");
     std::fs::write(&cut, &bytes[..bytes.len() - 30]).unwrap();
     let out3 = tmp("cut.png");
-    let o = ok(&[
-        "decode",
-        s(&cut),
-        "-o",
-        s(&out3),
-        "--model",
-        TINY,
-        "--force",
-    ]);
+    let o = ddpmc(
+        &[
+            "decode",
+            s(&cut),
+            "-o",
+            s(&out3),
+            "--model",
+            TINY,
+            "--force",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("truncated"));
     assert!(out3.exists());
 }
@@ -800,4 +813,150 @@ fn serve_plays_every_step() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `ddpmc decode` exit status (README, `--help`): 0 whole, 1 error and no image, 2 usage,
+/// 3 the image of the last complete step of a truncated file (or of a corrupt one with
+/// `--partial`).
+#[test]
+fn truncated_and_corrupt_files_have_their_own_exit_status() {
+    let coded = tmp("x3.ddpmc");
+    encode_tiny("samples/kodim23_crop.png", &coded, &["-q", "3", "--quiet"]);
+    let bytes = std::fs::read(&coded).unwrap();
+    let ends = ddpmc::codec::chunk_ends(&bytes);
+    let dec = |input: &Path, out: &Path, extra: &[&str]| {
+        let _ = std::fs::remove_file(out);
+        let mut args = vec!["decode", s(input), "-o", s(out), "--model", TINY, "--quiet"];
+        args.extend_from_slice(extra);
+        ddpmc(&args, None)
+    };
+    // Intact: 0.
+    let whole = tmp("x3-whole.png");
+    assert_eq!(dec(&coded, &whole, &[]).status.code(), Some(0));
+    // Truncated in the middle of step 3: 3, and the image of the two whole steps is written,
+    // the same as `--steps 2` of the intact file (which exits 0).
+    let cut = tmp("x3-cut.ddpmc");
+    std::fs::write(&cut, &bytes[..ends[3] + 10]).unwrap();
+    let cut_png = tmp("x3-cut.png");
+    let o = dec(&cut, &cut_png, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let two = tmp("x3-two.png");
+    assert_eq!(dec(&coded, &two, &["--steps", "2"]).status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(&cut_png).unwrap(),
+        std::fs::read(&two).unwrap()
+    );
+    // Cut just before END: every step is there, but the file is still incomplete.
+    let noend = tmp("x3-noend.ddpmc");
+    std::fs::write(&noend, &bytes[..ends[ends.len() - 2]]).unwrap();
+    assert_eq!(
+        dec(&noend, &tmp("x3-noend.png"), &[]).status.code(),
+        Some(3)
+    );
+    // Corrupt (a flipped byte in step 3): 1 and no image; with --partial: 3 and the image.
+    let mut bad = bytes.clone();
+    bad[ends[3] + 20] ^= 0x08;
+    let badf = tmp("x3-bad.ddpmc");
+    std::fs::write(&badf, &bad).unwrap();
+    let bad_png = tmp("x3-bad.png");
+    assert_eq!(dec(&badf, &bad_png, &[]).status.code(), Some(1));
+    assert!(!bad_png.exists());
+    assert_eq!(dec(&badf, &bad_png, &["--partial"]).status.code(), Some(3));
+    assert_eq!(
+        std::fs::read(&bad_png).unwrap(),
+        std::fs::read(&two).unwrap()
+    );
+    // The statuses are documented in --help.
+    let help = ok(&["decode", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Exit status") && help.contains("3 the image"),
+        "{help}"
+    );
+}
+
+/// `decode --max-pixels / --max-steps / --max-passes` (SPEC §9.3): a small file whose header
+/// claims a huge image is refused as soon as the header is read, with status 1 and no output.
+#[test]
+fn decode_limits_refuse_a_small_file_claiming_a_huge_image() {
+    let coded = tmp("l3.ddpmc");
+    encode_tiny("samples/kodim23_crop.png", &coded, &["-q", "3", "--quiet"]);
+    let bytes = std::fs::read(&coded).unwrap();
+    let ends = ddpmc::codec::chunk_ends(&bytes);
+    // HEAD rewritten to claim 4096x4096 (valid CRC), followed by the first step only.
+    let mut head = bytes[ends[0] + 8..ends[1] - 4].to_vec();
+    head[0..4].copy_from_slice(&4096u32.to_le_bytes());
+    head[4..8].copy_from_slice(&4096u32.to_le_bytes());
+    let mut huge = bytes[..ends[0]].to_vec();
+    ddpmc::format::write_chunk(&mut huge, ddpmc::format::kind::HEAD, &head);
+    huge.extend_from_slice(&bytes[ends[1]..ends[2]]);
+    assert!(huge.len() < 4096, "{} bytes", huge.len());
+    let hugef = tmp("huge.ddpmc");
+    std::fs::write(&hugef, &huge).unwrap();
+    let out = tmp("huge.png");
+    let _ = std::fs::remove_file(&out);
+    let run = |input: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "decode",
+            s(input),
+            "-o",
+            s(&out),
+            "--model",
+            TINY,
+            "--force",
+        ];
+        args.extend_from_slice(extra);
+        ddpmc(&args, None)
+    };
+    let t0 = std::time::Instant::now();
+    let o = run(&hugef, &["--max-pixels", "1000000"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("limit exceeded") && err.contains("4096x4096") && err.contains("1000000"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    // It stopped at the header: far less time than one network pass over 4096x4096 plus the
+    // 0.2 GB latent would take.
+    eprintln!("refused in {:.2} s", t0.elapsed().as_secs_f64());
+    // Steps: 3 steps to decode against --max-steps 2 is refused, --steps 2 fits.
+    let o = run(&coded, &["--max-steps", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("limit is 2 steps"));
+    assert!(!out.exists());
+    let o = run(&coded, &["--max-steps", "2", "--steps", "2"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::remove_file(&out).unwrap();
+    // Passes: three steps need three.
+    let o = run(&coded, &["--max-passes", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("passes"));
+    assert!(!out.exists());
+    assert_eq!(run(&coded, &["--max-passes", "3"]).status.code(), Some(0));
+    // A flow image needs more passes than the steps: refused, no output.
+    std::fs::remove_file(&out).unwrap();
+    let o = run(&coded, &["--max-passes", "3", "--recon", "flow"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!out.exists());
+    // Within every limit (the image's own size): decodes.
+    assert_eq!(
+        run(&coded, &["--max-pixels", "1000000", "--max-steps", "3"])
+            .status
+            .code(),
+        Some(0)
+    );
+    // Zero pixels or passes is a usage error.
+    assert_eq!(run(&coded, &["--max-pixels", "0"]).status.code(), Some(2));
+    assert_eq!(run(&coded, &["--max-passes", "0"]).status.code(), Some(2));
 }

@@ -815,3 +815,121 @@ fn icc_profile_is_carried() {
     assert!(format!("{:?}", steps[0]).contains("step: 1"));
     assert_eq!(a.image.to_rgb8().as_raw(), b.image.to_rgb8().as_raw());
 }
+
+/// The network of `inner`, counting its passes.
+struct Counting<'a> {
+    inner: &'a dyn ddpmc::model::Denoiser,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl ddpmc::model::Denoiser for Counting<'_> {
+    fn predict_x0(
+        &self,
+        z: &[f32],
+        h: usize,
+        w: usize,
+        abar: f64,
+        logsnr: f64,
+    ) -> ddpmc::Result<Vec<f32>> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.predict_x0(z, h, w, abar, logsnr)
+    }
+    fn multiple(&self) -> usize {
+        self.inner.multiple()
+    }
+    fn id(&self) -> [u8; 32] {
+        self.inner.id()
+    }
+}
+
+/// `codec::Limits` (SPEC §9.3): a file over a limit is refused when its header is read, before
+/// any network pass; a file within them decodes as before; passes beyond the limit are refused.
+#[test]
+fn decoder_limits_are_checked_before_any_work() {
+    use ddpmc::codec::{decode_all_steps_with_limits, decode_with_limits, Limits};
+    let m = Analytic::default();
+    let net = Counting {
+        inner: &m,
+        calls: Default::default(),
+    };
+    let calls = || net.calls.load(std::sync::atomic::Ordering::Relaxed);
+    let bytes = encode(&sample("kodim19_odd.png"), &m, &opts(3)).unwrap();
+    let h = inspect(&bytes).unwrap().header;
+    let (ph, pw) = h.padded();
+    let area = (ph * pw) as u64;
+    let limits = |px: u64, steps: usize, passes: u64| {
+        let mut l = Limits::default();
+        l.max_pixels = px;
+        l.max_steps = steps;
+        l.max_passes = passes;
+        l
+    };
+    // Defaults: the format's bounds.
+    let d = Limits::default();
+    assert_eq!(
+        (d.max_pixels, d.max_steps, d.max_passes),
+        (1 << 24, 32, 256)
+    );
+    let refused = |l: Limits, max_steps: Option<usize>| {
+        let before = calls();
+        let mut dec = Decoder::with_limits(&net, l);
+        dec.set_max_steps(max_steps);
+        let r = dec.push(&bytes);
+        assert!(matches!(r, Err(Error::Limits(_))), "{:?}", r.err());
+        assert_eq!(dec.steps_done(), 0);
+        assert_eq!(dec.network_passes(), 0);
+        assert_eq!(
+            calls(),
+            before,
+            "a network pass ran before the limit was checked"
+        );
+        // Nothing after the preamble was taken in: the header itself was refused.
+        assert_eq!(dec.bytes_consumed(), chunk_ends(&bytes)[0]);
+    };
+    refused(limits(area - 1, 32, 256), None);
+    refused(limits(1 << 24, 2, 256), None);
+    refused(limits(1 << 24, 32, 2), None);
+    refused(limits(1 << 24, 2, 256), Some(3));
+    // At the limits: decodes, and exactly as without them.
+    let plain = decode(&bytes, &m, None, Recon::Denoise).unwrap();
+    let at = decode_with_limits(&bytes, &net, None, Recon::Denoise, limits(area, 3, 3)).unwrap();
+    assert_eq!(at.steps_decoded, 3);
+    assert_eq!(
+        at.image.to_rgb8().into_raw(),
+        plain.image.to_rgb8().into_raw()
+    );
+    // Stopping early fits a lower step limit.
+    let two = decode_with_limits(&bytes, &m, Some(2), Recon::Denoise, limits(area, 2, 2)).unwrap();
+    assert_eq!(two.steps_decoded, 2);
+    // Passes are counted over the decoder's life: three steps take three, a flow image more.
+    let mut dec = Decoder::with_limits(&m, limits(area, 3, 3));
+    dec.push(&bytes).unwrap();
+    dec.image(Recon::Denoise).unwrap();
+    assert_eq!(dec.network_passes(), 3);
+    assert!(matches!(dec.image(Recon::Flow), Err(Error::Limits(_))));
+    assert!(matches!(
+        decode_all_steps_with_limits(&bytes, &m, Recon::Flow, limits(area, 3, 4)),
+        Err(Error::Limits(_))
+    ));
+    assert_eq!(
+        decode_all_steps_with_limits(&bytes, &m, Recon::Denoise, limits(area, 3, 3))
+            .unwrap()
+            .len(),
+        3
+    );
+    // A header claiming 4096x4096 in a file of a few hundred bytes: refused by a caller's
+    // pixel limit at once, with no pass run.
+    let huge = with_payload(&bytes, 0, |p| {
+        p[0..4].copy_from_slice(&4096u32.to_le_bytes());
+        p[4..8].copy_from_slice(&4096u32.to_le_bytes());
+    });
+    let cut = &huge[..chunk_ends(&huge)[2]];
+    let before = calls();
+    let r = decode_with_limits(cut, &net, None, Recon::Denoise, limits(1 << 20, 32, 256));
+    match r {
+        Err(Error::Limits(msg)) => assert!(msg.contains("4096x4096"), "{msg}"),
+        other => panic!("expected a limit error, got {:?}", other.err()),
+    }
+    assert_eq!(calls(), before);
+}

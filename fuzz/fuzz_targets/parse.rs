@@ -1,14 +1,7 @@
-//! Raw bytes into every parser a file reaches before the network: the chunk table
-//! (`inspect`), the header and the STEP / LOSS payload parsers. None may panic.
+//! Fuzz target `parse`: [`harness::parse`] (see fuzz/harness.rs and README.md, "Fuzzing").
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+#[path = "../harness.rs"]
+mod harness;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = ddpmc::codec::inspect(data);
-    let _ = ddpmc::format::Header::parse(data);
-    let _ = ddpmc::format::StepChunk::parse(data);
-    for major in [2, 3] {
-        let _ = ddpmc::format::LossChunk::parse(data, major);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::parse(data));

@@ -1,11 +1,13 @@
 //! Stage 5: the progressive decoder (SPEC §3.3, §6, §10, §11): takes bytes as they arrive,
 //! runs every complete STEP chunk, and reconstructs after any step.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-use super::{lossless, Recon};
+use super::limits::Counted;
+use super::{lossless, Limits, Recon};
 use crate::diffusion::{start_latent, StepCoeffs};
 use crate::entropy::hex;
 use crate::format::{self, kind, Header, LossChunk, StepChunk};
@@ -33,6 +35,8 @@ pub struct Decoder<'m> {
     skipped: usize,
     symbol_digest: Option<Sha256>,
     icc: Option<Vec<u8>>,
+    limits: Limits,
+    passes: AtomicU64,
 }
 
 impl std::fmt::Debug for Decoder<'_> {
@@ -50,8 +54,17 @@ impl std::fmt::Debug for Decoder<'_> {
 }
 
 impl<'m> Decoder<'m> {
-    /// A decoder that uses `model` for the model means.
+    /// A decoder that uses `model` for the model means, with the default [`Limits`] (every
+    /// file the format allows).
     pub fn new(model: &'m dyn Denoiser) -> Self {
+        Self::with_limits(model, Limits::default())
+    }
+
+    /// A decoder with caller-set limits: a file whose header asks for more (image area,
+    /// steps to decode, network passes) is refused with [`Error::Limits`] as soon as the
+    /// header is read, before any latent is allocated or any network pass runs; a pass
+    /// beyond [`Limits::max_passes`] is refused when asked for.
+    pub fn with_limits(model: &'m dyn Denoiser, limits: Limits) -> Self {
         Decoder {
             model,
             buf: Vec::new(),
@@ -70,10 +83,33 @@ impl<'m> Decoder<'m> {
             skipped: 0,
             symbol_digest: None,
             icc: None,
+            limits,
+            passes: AtomicU64::new(0),
+        }
+    }
+
+    /// The limits this decoder enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Network passes run so far.
+    pub fn network_passes(&self) -> u64 {
+        self.passes.load(Ordering::Relaxed)
+    }
+
+    /// The network, counting passes against [`Limits::max_passes`].
+    fn net(&self) -> Counted<'_> {
+        Counted {
+            inner: self.model,
+            used: &self.passes,
+            max: self.limits.max_passes,
         }
     }
 
     /// Stop after `n` steps: later STEP chunks (and LOSS) are read and checked but not run.
+    /// Call before the first push: the header's check against [`Limits::max_steps`] counts
+    /// the steps that will be run.
     pub fn set_max_steps(&mut self, n: Option<usize>) {
         self.max_steps = n;
     }
@@ -132,6 +168,8 @@ impl<'m> Decoder<'m> {
                 let h = Header::parse(payload)?;
                 format::check_steps(self.major, &h)?;
                 let (ph, pw) = h.padded();
+                let run = self.max_steps.map_or(h.steps(), |m| m.min(h.steps()));
+                self.limits.check_header(ph, pw, run)?;
                 // A file with no steps is its LOSS chunk alone: no network, no latent (SPEC
                 // §4.1), so neither the model id nor the padding is checked.
                 if h.steps() > 0 {
@@ -244,7 +282,7 @@ impl<'m> Decoder<'m> {
         }
         let (h, g) = self.geometry()?;
         let p = h.schedule[self.steps_done];
-        let v = super::denoise(self.model, &self.z, &p, &g)?;
+        let v = super::denoise(&self.net(), &self.z, &p, &g)?;
         let _ = self.xhat.set(v);
         Ok(self.xhat.get().map(|v| v.as_slice()).unwrap_or(&[]))
     }
@@ -361,7 +399,7 @@ impl<'m> Decoder<'m> {
         }
         let p = h.schedule[self.steps_done];
         let xh = self.current_xhat()?;
-        let x0 = super::reconstruct(self.model, &self.z, &p, xh, recon, h.seed, &g)?;
+        let x0 = super::reconstruct(&self.net(), &self.z, &p, xh, recon, h.seed, &g)?;
         let pix = super::crop_pred(&x0, &g);
         Ok(super::to_image(&pix, h, &g))
     }

@@ -14,6 +14,7 @@ mod convert;
 mod decoder;
 mod encoder;
 mod inspect;
+mod limits;
 #[doc(hidden)]
 pub mod lossless;
 mod rate;
@@ -21,6 +22,7 @@ mod recon;
 
 pub use decoder::Decoder;
 pub use inspect::{chunk_ends, inspect, ChunkInfo, FileInfo};
+pub use limits::Limits;
 pub use rate::{preset_schedule, schedule_to};
 
 pub(crate) use convert::{crop_pred, to_image, ImageData};
@@ -262,27 +264,49 @@ pub fn encode_with_report(
 }
 
 /// Decode `bytes` (whole chunks; a truncated file decodes its complete steps), stopping after
-/// `max_steps` steps if given.
+/// `max_steps` steps if given, under the default [`Limits`].
 pub fn decode(
     bytes: &[u8],
     model: &dyn Denoiser,
     max_steps: Option<usize>,
     recon: Recon,
 ) -> Result<DecodedFile> {
-    let mut d = Decoder::new(model);
+    decode_with_limits(bytes, model, max_steps, recon, Limits::default())
+}
+
+/// [`decode`] under caller-set limits: a file that asks for more is refused with
+/// [`Error::Limits`] once its header is read, before any latent or network pass.
+pub fn decode_with_limits(
+    bytes: &[u8],
+    model: &dyn Denoiser,
+    max_steps: Option<usize>,
+    recon: Recon,
+    limits: Limits,
+) -> Result<DecodedFile> {
+    let mut d = Decoder::with_limits(model, limits);
     d.set_max_steps(max_steps);
     d.push(bytes)?;
     d.finish(recon)
 }
 
 /// Decode every step: per step, the byte length of the file truncated after that step's
-/// chunk and the image (plus a last entry for a LOSS chunk).
+/// chunk and the image (plus a last entry for a LOSS chunk), under the default [`Limits`].
 pub fn decode_all_steps(
     bytes: &[u8],
     model: &dyn Denoiser,
     recon: Recon,
 ) -> Result<Vec<StepImage>> {
-    let mut d = Decoder::new(model);
+    decode_all_steps_with_limits(bytes, model, recon, Limits::default())
+}
+
+/// [`decode_all_steps`] under caller-set limits (see [`decode_with_limits`]).
+pub fn decode_all_steps_with_limits(
+    bytes: &[u8],
+    model: &dyn Denoiser,
+    recon: Recon,
+    limits: Limits,
+) -> Result<Vec<StepImage>> {
+    let mut d = Decoder::with_limits(model, limits);
     let mut out = Vec::new();
     let mut pos = 0;
     for end in chunk_ends(bytes) {

@@ -2,7 +2,19 @@
 
 use std::path::PathBuf;
 
-use ddpmc::codec::{chunk_ends, Decoder, Recon};
+use ddpmc::codec::{chunk_ends, Decoder, Limits, Recon};
+
+/// Exit status of a decode that wrote the image of an incomplete file: the data ended before
+/// the END chunk (truncated), or `--partial` stepped over a corrupt chunk.
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// How a decode that wrote an image ended.
+pub enum Outcome {
+    /// The file was whole (or `--steps N` stopped reading on purpose).
+    Whole,
+    /// The image is that of the last complete step of a truncated or corrupt file.
+    Partial,
+}
 
 /// How to turn the latent into an image.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -17,6 +29,12 @@ enum ReconArg {
 
 /// Decode a .ddpmc file, or its first steps, into an image.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Exit status: 0 the file decoded whole (or up to --steps); 1 an error, \
+no image written (corrupt chunk, model mismatch, a limit exceeded ...); 2 a usage error; 3 the \
+image of the last complete step was written but the file is incomplete (truncated before its \
+END chunk, or a corrupt chunk stepped over with --partial)."
+)]
 pub struct Args {
     /// Input .ddpmc file; `-` reads standard input.
     input: PathBuf,
@@ -36,6 +54,18 @@ pub struct Args {
     /// On a corrupt chunk, write the image of the last good step instead of failing.
     #[arg(long)]
     partial: bool,
+    /// Refuse a file whose image has more than N pixels (padded to the model's multiple of
+    /// 16), before any work [default: 16777216 = 4096x4096, the format's bound].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_pixels: Option<u64>,
+    /// Refuse a file that would need more than N coding steps decoded (after --steps), before
+    /// any work [default: 32, the format's bound].
+    #[arg(long, value_name = "N")]
+    max_steps: Option<u64>,
+    /// Stop with an error rather than run more than N network passes over the image (a step
+    /// takes one; --recon flow or sample up to 7 more) [default: 256].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_passes: Option<u64>,
     /// Model weights (safetensors) [default: the built-in model].
     #[arg(long)]
     model: Option<PathBuf>,
@@ -51,7 +81,7 @@ pub struct Args {
 }
 
 /// Run the command.
-pub fn run(a: Args) -> ddpmc::Result<()> {
+pub fn run(a: Args) -> ddpmc::Result<Outcome> {
     let out = crate::output_path(&a.input, a.output.as_deref(), "decoded.png")?;
     crate::check_overwrite(&out, a.force)?;
     crate::check_writable(&out)?;
@@ -83,7 +113,17 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         }
     }
     let steps = a.steps.map(|s| s as usize);
-    let mut d = Decoder::new(model.as_ref());
+    let mut limits = Limits::default();
+    if let Some(n) = a.max_pixels {
+        limits.max_pixels = n;
+    }
+    if let Some(n) = a.max_steps {
+        limits.max_steps = n as usize;
+    }
+    if let Some(n) = a.max_passes {
+        limits.max_passes = n;
+    }
+    let mut d = Decoder::with_limits(model.as_ref(), limits);
     d.set_max_steps(steps);
     let bar = (!a.quiet).then(|| crate::bar(0, "decoding"));
     let mut pos = 0;
@@ -140,10 +180,12 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let mut partial = false;
     if let Some(e) = failure {
-        if !(a.partial && d.steps_done() > 0) {
+        if !(a.partial && d.steps_done() > 0) || matches!(e, ddpmc::Error::Limits(_)) {
             return Err(e);
         }
+        partial = true;
         eprintln!(
             "warning: {e}; writing the image after the last good step ({})",
             d.steps_done()
@@ -160,7 +202,8 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     if let Some(n) = steps.filter(|&n| n > total) {
         eprintln!("notice: --steps {n}, but the file has {total} step(s): decoded them all");
     }
-    if !d.is_finished() && !stopped {
+    if !d.is_finished() && !stopped && !partial {
+        partial = true;
         eprintln!(
             "warning: the file is truncated: decoded {} of {total} steps (whole chunks only)",
             d.steps_done()
@@ -195,5 +238,9 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             }
         );
     }
-    Ok(())
+    Ok(if partial {
+        Outcome::Partial
+    } else {
+        Outcome::Whole
+    })
 }

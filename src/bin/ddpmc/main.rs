@@ -295,6 +295,7 @@ fn main() -> ExitCode {
     // saves about 10 % of decode CPU time (doc/SPEED.md). Output does not change.
     ddpmc::model::fast::tune_allocator();
     let cli = Cli::parse();
+    let mut partial = false;
     if let Some(n) = cli.threads {
         if let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(usize::from(n))
@@ -306,12 +307,16 @@ fn main() -> ExitCode {
     }
     let r = match cli.command {
         Command::Encode(a) => encode::run(a),
-        Command::Decode(a) => decode::run(a),
+        Command::Decode(a) => decode::run(a).map(|o| match o {
+            decode::Outcome::Whole => (),
+            decode::Outcome::Partial => partial = true,
+        }),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Serve(a) => serve::run(a),
     };
     match r {
+        Ok(()) if partial => ExitCode::from(decode::EXIT_PARTIAL),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

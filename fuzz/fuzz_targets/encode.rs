@@ -1,0 +1,7 @@
+//! Fuzz target `encode`: [`harness::encode_image`] (see fuzz/harness.rs and README.md, "Fuzzing").
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::encode_image(data));

@@ -1,0 +1,7 @@
+//! Fuzz target `weights`: [`harness::weights`] (see fuzz/harness.rs and README.md, "Fuzzing").
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::weights(data));
