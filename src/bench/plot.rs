@@ -77,6 +77,7 @@ fn plotted(metric: Metric, v: f64) -> f64 {
     match metric {
         Metric::Psnr => v,
         Metric::MsSsim => -10.0 * (1.0 - v).max(1e-12).log10(),
+        Metric::Ssimulacra2 => v,
     }
 }
 
@@ -189,6 +190,7 @@ fn draw<DB: DrawingBackend>(
         (y_lo, y_hi) = match metric {
             Metric::Psnr => (20.0, 45.0),
             Metric::MsSsim => (5.0, 25.0),
+            Metric::Ssimulacra2 => (0.0, 100.0),
         };
     }
     let pad = 0.04 * (y_hi - y_lo);
@@ -196,6 +198,7 @@ fn draw<DB: DrawingBackend>(
     let y_label = match metric {
         Metric::Psnr => "PSNR (dB, RGB)",
         Metric::MsSsim => "MS-SSIM (dB: -10 log10(1 - MS-SSIM), RGB)",
+        Metric::Ssimulacra2 => "SSIMULACRA2 (100 = identical)",
     };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FAMILY, 22))
@@ -382,6 +385,7 @@ mod tests {
             bpp: b,
             psnr: p,
             ms_ssim: 0.9 + 0.02 * b,
+            ssimulacra2: 40.0 + 20.0 * b,
             n: 1,
         };
         m.insert(

@@ -1,15 +1,17 @@
 //! Bench stage: the written results — `results.csv`, summary and BD tables, reference check.
 //!
 //! CSV files are plain RFC 4180: comma separated, a field quoted only when it holds a comma,
-//! a quote or a line break. Non-finite numbers are written `inf` / `nan`; empty cells mean
-//! "not reached" (a target outside a codec's range, no overlap for a BD value).
+//! a quote or a line break. Non-finite numbers are written `inf` / `nan`; a metric that could
+//! not be measured (MS-SSIM on an image under 161 pixels, SSIMULACRA2 under 8) is written
+//! `n/a`; empty cells mean "not reached" (a target outside a codec's range, no overlap for a
+//! BD value).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use super::rd::{self, CurvePoint, Metric};
-use super::{Row, CSV_HEADER, TARGET_BPP};
+use super::{Row, CSV_HEADER, CSV_HEADER_V1, TARGET_BPP};
 use crate::{Error, Result};
 
 /// Quotes a CSV field when needed.
@@ -31,6 +33,15 @@ fn num(v: f64, decimals: usize) -> String {
     }
 }
 
+/// A metric cell: `n/a` when it was not measured (NaN).
+fn metric(v: f64, decimals: usize) -> String {
+    if v.is_nan() {
+        "n/a".into()
+    } else {
+        num(v, decimals)
+    }
+}
+
 fn opt(v: Option<f64>, decimals: usize) -> String {
     v.map_or(String::new(), |v| num(v, decimals))
 }
@@ -42,13 +53,14 @@ pub fn results_csv(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             field(&r.codec),
             field(&r.setting),
             field(&r.image),
             num(r.bpp, 6),
             num(r.psnr, 4),
-            num(r.ms_ssim, 6),
+            metric(r.ms_ssim, 6),
+            metric(r.ssimulacra2, 4),
             num(r.enc_s, 4),
             num(r.dec_s, 4)
         );
@@ -81,7 +93,7 @@ fn parse_num(s: &str, what: &str, line: usize) -> Result<f64> {
     match s.trim() {
         "inf" => Ok(f64::INFINITY),
         "-inf" => Ok(f64::NEG_INFINITY),
-        "nan" | "" => Ok(f64::NAN),
+        "nan" | "n/a" | "" => Ok(f64::NAN),
         t => t.parse().map_err(|_| {
             Error::param(format!(
                 "results CSV line {line}: {what} {t:?} is not a number"
@@ -90,18 +102,21 @@ fn parse_num(s: &str, what: &str, line: usize) -> Result<f64> {
     }
 }
 
-/// Parses `results.csv` text (the header must be [`CSV_HEADER`]).
+/// Parses `results.csv` text: the header must be [`CSV_HEADER`], or [`CSV_HEADER_V1`] (files
+/// written before the SSIMULACRA2 column; their rows get it NaN).
 pub fn parse_results_csv(text: &str) -> Result<Vec<Row>> {
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, h)) if h.trim() == CSV_HEADER => {}
+    let with_s2 = match lines.next() {
+        Some((_, h)) if h.trim() == CSV_HEADER => true,
+        Some((_, h)) if h.trim() == CSV_HEADER_V1 => false,
         Some((_, h)) => {
             return Err(Error::param(format!(
-                "results CSV header {h:?} (expected {CSV_HEADER:?})"
+                "results CSV header {h:?} (expected {CSV_HEADER:?} or {CSV_HEADER_V1:?})"
             )))
         }
         None => return Err(Error::param("results CSV is empty (expected a header)")),
-    }
+    };
+    let width = if with_s2 { 9 } else { 8 };
     let mut rows = Vec::new();
     for (i, line) in lines {
         if line.trim().is_empty() {
@@ -109,12 +124,14 @@ pub fn parse_results_csv(text: &str) -> Result<Vec<Row>> {
         }
         let f = split_record(line);
         let n = i + 1;
-        if f.len() != 8 {
+        if f.len() != width {
             return Err(Error::param(format!(
-                "results CSV line {n}: {} fields (expected 8)",
+                "results CSV line {n}: {} fields (expected {width})",
                 f.len()
             )));
         }
+        // Timing columns follow the metrics.
+        let t = width - 2;
         rows.push(Row {
             codec: f[0].clone(),
             setting: f[1].clone(),
@@ -122,8 +139,13 @@ pub fn parse_results_csv(text: &str) -> Result<Vec<Row>> {
             bpp: parse_num(&f[3], "bpp", n)?,
             psnr: parse_num(&f[4], "psnr", n)?,
             ms_ssim: parse_num(&f[5], "ms_ssim", n)?,
-            enc_s: parse_num(&f[6], "enc_s", n)?,
-            dec_s: parse_num(&f[7], "dec_s", n)?,
+            ssimulacra2: if with_s2 {
+                parse_num(&f[6], "ssimulacra2", n)?
+            } else {
+                f64::NAN
+            },
+            enc_s: parse_num(&f[t], "enc_s", n)?,
+            dec_s: parse_num(&f[t + 1], "dec_s", n)?,
         });
     }
     Ok(rows)
@@ -357,6 +379,7 @@ mod tests {
                     bpp: b,
                     psnr: 30.0 + 6.0 * f64::log2(b) + off,
                     ms_ssim: 0.9 + 0.01 * b,
+                    ssimulacra2: 50.0 + 10.0 * b,
                     enc_s: 0.01,
                     dec_s: 0.002,
                 });
