@@ -52,6 +52,10 @@ pub trait RdCodec: Send + Sync {
     fn name(&self) -> &str;
     /// Codes and decodes `img` at every setting of the codec.
     fn points(&self, img: &RgbImage) -> Result<Vec<Decoded>>;
+    /// The codec's version for tables and legends ("libjpeg-turbo 2.1.5"), where known.
+    fn version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One line of `results.csv`.

@@ -144,7 +144,18 @@ pub fn run(args: Args) -> ddpmc::Result<()> {
         let r = reference_table(&args);
         let reference = r.as_deref().filter(|_| n >= 24);
         let name = ddpmc::bench::run::dataset_name(&args.dataset);
-        let o = write_reports(rows, n, &[], &args.out, "ddpmc", reference, Some(&name))?;
+        // Versions: the classic tools on PATH now (write_reports); ddpmc's is unknown here,
+        // the rows may come from another build or model.
+        let o = write_reports(
+            rows,
+            n,
+            &[],
+            &args.out,
+            "ddpmc",
+            reference,
+            Some(&name),
+            Default::default(),
+        )?;
         return print_outcome(&args, &o);
     }
     let classic_rows = match (&args.classic_results, args.no_classic) {
