@@ -87,6 +87,8 @@ pub fn legend_name(id: &str, version: Option<&str>) -> String {
 fn plotted(metric: Metric, v: f64) -> f64 {
     match metric {
         Metric::Psnr => v,
+        // NaN (not measured) stays NaN: f64::max would turn it into the 1e-12 floor.
+        Metric::MsSsim if v.is_nan() => f64::NAN,
         Metric::MsSsim => -10.0 * (1.0 - v).max(1e-12).log10(),
         Metric::Ssimulacra2 => v,
     }
@@ -457,6 +459,7 @@ mod tests {
         assert!(s[1].tags.is_empty() && s[2].tags.is_empty());
         // MS-SSIM is plotted in dB.
         assert!((plotted(Metric::MsSsim, 0.99) - 20.0).abs() < 1e-9);
+        assert!(plotted(Metric::MsSsim, f64::NAN).is_nan());
     }
 
     #[test]

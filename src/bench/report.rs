@@ -353,6 +353,28 @@ pub fn codec_json(codec: &str, version: Option<&str>, on: &str, rows: &[Row]) ->
     s
 }
 
+/// The `version` recorded in the `<codec>.json` files in `dir` for the codecs of `rows`
+/// (files missing, unreadable or without a version are skipped).
+pub fn versions_from_json(dir: &Path, rows: &[Row]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for r in rows {
+        if out.contains_key(&r.codec) {
+            continue;
+        }
+        let path = dir.join(format!("{}.json", file_stem(&r.codec)));
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if let Some(s) = v["version"].as_str() {
+            out.insert(r.codec.clone(), s.to_string());
+        }
+    }
+    out
+}
+
 /// One line of the BD table: `test` against `anchor`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BdLine {
@@ -591,6 +613,14 @@ mod tests {
         assert_eq!(s["jpeg"].measured, [true, false, true]);
         assert!(summary_md(&s, 2, &BTreeMap::new()).contains("| jpeg | n/a | n/a | n/a | n/a |"));
         assert!(summary_csv(&s).contains(",n/a,"));
+        // The JSON written for a codec gives its version back.
+        let dir = std::env::temp_dir().join(format!("ddpmc-json-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = codec_json("jpeg", Some("libjpeg-turbo 9.9"), "test", &r);
+        std::fs::write(dir.join("jpeg.json"), json).unwrap();
+        let v = versions_from_json(&dir, &r);
+        assert_eq!(v["jpeg"], "libjpeg-turbo 9.9");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
