@@ -831,7 +831,10 @@ fn bench_measures_every_file_of_a_mixed_folder() {
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("notes.txt"), "{err}");
-    assert!(err.contains("MS-SSIM") && err.contains("n/a on 3 image(s)"), "{err}");
+    assert!(
+        err.contains("MS-SSIM") && err.contains("n/a on 3 image(s)"),
+        "{err}"
+    );
 
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let mut lines = csv.lines();
@@ -842,10 +845,7 @@ fn bench_measures_every_file_of_a_mixed_folder() {
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     for codec in ["ddpmc", "jpeg_image_rs"] {
         for img in images {
-            let n = rows
-                .iter()
-                .filter(|r| r[0] == codec && r[2] == img)
-                .count();
+            let n = rows.iter().filter(|r| r[0] == codec && r[2] == img).count();
             let want = if codec == "ddpmc" { 2 } else { 16 };
             assert_eq!(n, want, "{codec} {img}");
         }
@@ -858,11 +858,22 @@ fn bench_measures_every_file_of_a_mixed_folder() {
     }
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("## SSIMULACRA2"), "{summary}");
-    assert!(summary.contains("| ddpmc | n/a | n/a | n/a | n/a |"), "{summary}");
-    assert!(summary.contains("| ddpmc | ddpmc 0.1.0, model "), "{summary}");
+    assert!(
+        summary.contains("| ddpmc | n/a | n/a | n/a | n/a |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| ddpmc | ddpmc 0.1.0, model "),
+        "{summary}"
+    );
     let bd = std::fs::read_to_string(out.join("bd.md")).unwrap();
     assert!(bd.contains("BD-rate (SSIMULACRA2)"), "{bd}");
-    for f in ["rd_psnr.png", "rd_msssim.png", "rd_ssimulacra2.png", "rd_ssimulacra2.svg"] {
+    for f in [
+        "rd_psnr.png",
+        "rd_msssim.png",
+        "rd_ssimulacra2.png",
+        "rd_ssimulacra2.svg",
+    ] {
         assert!(out.join(f).is_file(), "{f}");
     }
     for (codec, points) in [("ddpmc", 2), ("jpeg_image_rs", 16)] {

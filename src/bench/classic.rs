@@ -238,7 +238,10 @@ fn word_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 /// The version in a tool's `-version` / `--version` / `-h` text.
 fn parse_version(tool: Tool, text: &str) -> Option<String> {
     let v = match tool {
-        Tool::Jpeg => format!("libjpeg-turbo {}", word_after(text, "libjpeg-turbo version")?),
+        Tool::Jpeg => format!(
+            "libjpeg-turbo {}",
+            word_after(text, "libjpeg-turbo version")?
+        ),
         Tool::Webp => {
             let w = text.split_whitespace().next()?;
             if !w.starts_with(|c: char| c.is_ascii_digit()) {
@@ -257,7 +260,10 @@ fn parse_version(tool: Tool, text: &str) -> Option<String> {
                 None => format!("libavif {lib}"),
             }
         }
-        Tool::Jxl => format!("libjxl {}", word_after(text, "cjxl")?.trim_start_matches('v')),
+        Tool::Jxl => format!(
+            "libjxl {}",
+            word_after(text, "cjxl")?.trim_start_matches('v')
+        ),
         Tool::Heic => format!("libheif {}, x265", word_after(text, "libheif version:")?),
     };
     Some(v)
@@ -543,8 +549,11 @@ mod tests {
             Some("libjxl 0.7.0")
         );
         assert_eq!(
-            v(Tool::Heic, "heif-enc: unrecognized option\n heif-enc  libheif version: 1.15.1\n")
-                .as_deref(),
+            v(
+                Tool::Heic,
+                "heif-enc: unrecognized option\n heif-enc  libheif version: 1.15.1\n"
+            )
+            .as_deref(),
             Some("libheif 1.15.1, x265")
         );
         assert_eq!(v(Tool::Jxl, ""), None);

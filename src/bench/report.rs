@@ -290,7 +290,9 @@ pub fn file_stem(codec: &str) -> String {
 
 /// The metric arrays of `rows` (in their order) as a JSON object: `setting`, `bpp`,
 /// `psnr-rgb`, `ms-ssim`, `ssimulacra2`; a non-finite or unmeasured value is `null`.
-fn json_arrays<'a>(points: impl Iterator<Item = (&'a str, f64, f64, f64, f64)>) -> serde_json::Value {
+fn json_arrays<'a>(
+    points: impl Iterator<Item = (&'a str, f64, f64, f64, f64)>,
+) -> serde_json::Value {
     let num = |v: f64| {
         serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
     };
@@ -604,7 +606,9 @@ mod tests {
         assert!(csv.starts_with("codec,target_bpp,psnr,ms_ssim,ssimulacra2\njpeg,0.25,"));
         let versions = BTreeMap::from([("jpeg".to_string(), "libjpeg-turbo 9.9".to_string())]);
         let md = summary_md(&s, 2, &versions);
-        assert!(md.contains("| jpeg |") && md.contains("## MS-SSIM") && md.contains("## SSIMULACRA2"));
+        assert!(
+            md.contains("| jpeg |") && md.contains("## MS-SSIM") && md.contains("## SSIMULACRA2")
+        );
         assert!(md.contains("| jpeg | libjpeg-turbo 9.9 |"));
         // A metric no row has is n/a, not "outside the range".
         let mut r = rows();

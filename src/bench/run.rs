@@ -469,12 +469,19 @@ mod tests {
         assert!(j["description"].as_str().unwrap().contains("2 images"));
         for k in ["bpp", "psnr-rgb", "ms-ssim", "ssimulacra2"] {
             assert_eq!(j["results"][k].as_array().unwrap().len(), 4, "{k}");
-            assert_eq!(j["per_image"]["img1.png"][k].as_array().unwrap().len(), 4, "{k}");
+            assert_eq!(
+                j["per_image"]["img1.png"][k].as_array().unwrap().len(),
+                4,
+                "{k}"
+            );
         }
         // 96x64 is too small for MS-SSIM: null, not a number; SSIMULACRA2 is measured.
         assert!(j["results"]["ms-ssim"][0].is_null());
         assert!(j["results"]["ssimulacra2"][0].is_f64());
-        assert!(o.rows.iter().all(|r| r.ms_ssim.is_nan() && r.ssimulacra2.is_finite()));
+        assert!(o
+            .rows
+            .iter()
+            .all(|r| r.ms_ssim.is_nan() && r.ssimulacra2.is_finite()));
         assert!(o.summary_md.contains("| ddpmc | n/a | n/a | n/a | n/a |"));
         // The filmstrip: the chosen image's original and its four points, three per row.
         let strip = image::open(out.join("filmstrip.png")).unwrap();
