@@ -4,6 +4,7 @@
 #
 # Usage: scripts/serve-screenshot.sh OUT.png FILE.ddpmc|DIR... [-- QUERY]
 #   QUERY: page options, for example side=1 (side by side with the original) or file=1.
+# WINDOW=W,H sets the browser window in pixels (default 1400,900).
 # Exits 0 with a note when Chromium is not installed.
 set -euo pipefail
 out=$1; shift
@@ -26,6 +27,6 @@ pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 100); do grep -q http "$log" && break; sleep 0.1; done
 url=$(grep -o 'http://[0-9.:]*/' "$log")
-"$browser" --headless --no-sandbox --disable-gpu --window-size=1400,900 \
+"$browser" --headless --no-sandbox --disable-gpu --window-size="${WINDOW:-1400,900}" \
     --virtual-time-budget=60000 --screenshot="$out" "${url}?${query}" 2>/dev/null
 echo "wrote $out (${url}?${query})"

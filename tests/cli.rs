@@ -960,3 +960,98 @@ fn decode_limits_refuse_a_small_file_claiming_a_huge_image() {
     assert_eq!(run(&coded, &["--max-pixels", "0"]).status.code(), Some(2));
     assert_eq!(run(&coded, &["--max-passes", "0"]).status.code(), Some(2));
 }
+
+/// `ddpmc bench` on a folder of PNG and JPEG files (and a file that is not an image): every
+/// image is measured by every codec, MS-SSIM is `n/a` on these small images (not `nan`), and
+/// the per-codec JSON files are written and parse.
+#[test]
+fn bench_measures_every_file_of_a_mixed_folder() {
+    let data = tmp("bench-mixed");
+    let out = tmp("bench-mixed-out");
+    std::fs::create_dir_all(&data).unwrap();
+    let images = ["kodim04_crop.png", "kodim19_exif6.jpg", "kodim23_crop.png"];
+    for f in images {
+        std::fs::copy(root().join("samples").join(f), data.join(f)).unwrap();
+    }
+    std::fs::write(data.join("notes.txt"), "not an image").unwrap();
+    let o = ok(&[
+        "bench",
+        "--dataset",
+        s(&data),
+        "--out",
+        s(&out),
+        "--model",
+        TINY,
+        "--settings",
+        "q2",
+        "--codecs",
+        "jpeg_image_rs",
+        "--quiet",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("notes.txt"), "{err}");
+    assert!(
+        err.contains("MS-SSIM") && err.contains("n/a on 3 image(s)"),
+        "{err}"
+    );
+
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("codec,setting,image,bpp,psnr,ms_ssim,ssimulacra2,enc_s,dec_s")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    for codec in ["ddpmc", "jpeg_image_rs"] {
+        for img in images {
+            let n = rows.iter().filter(|r| r[0] == codec && r[2] == img).count();
+            let want = if codec == "ddpmc" { 2 } else { 16 };
+            assert_eq!(n, want, "{codec} {img}");
+        }
+    }
+    for r in &rows {
+        assert_eq!(r.len(), 9, "{r:?}");
+        assert_eq!(r[5], "n/a", "{r:?}");
+        let s2: f64 = r[6].parse().unwrap_or_else(|_| panic!("{r:?}"));
+        assert!(s2.is_finite() && s2 <= 100.0, "{r:?}");
+    }
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(summary.contains("## SSIMULACRA2"), "{summary}");
+    assert!(
+        summary.contains("| ddpmc | n/a | n/a | n/a | n/a |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| ddpmc | ddpmc 0.1.0, model "),
+        "{summary}"
+    );
+    let bd = std::fs::read_to_string(out.join("bd.md")).unwrap();
+    assert!(bd.contains("BD-rate (SSIMULACRA2)"), "{bd}");
+    for f in [
+        "rd_psnr.png",
+        "rd_msssim.png",
+        "rd_ssimulacra2.png",
+        "rd_ssimulacra2.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    for (codec, points) in [("ddpmc", 2), ("jpeg_image_rs", 16)] {
+        let text = std::fs::read_to_string(out.join(format!("{codec}.json"))).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(j["name"], codec);
+        assert!(j["description"].is_string());
+        for k in ["bpp", "psnr-rgb", "ms-ssim", "ssimulacra2"] {
+            let a = j["results"][k].as_array().unwrap();
+            assert_eq!(a.len(), points, "{codec} {k}");
+            for img in images {
+                let per = j["per_image"][img][k].as_array().unwrap();
+                assert_eq!(per.len(), points, "{codec} {img} {k}");
+            }
+        }
+        assert!(j["results"]["ms-ssim"].as_array().unwrap()[0].is_null());
+        assert!(j["results"]["bpp"].as_array().unwrap()[0].as_f64().unwrap() > 0.0);
+        assert_eq!(j["per_image"].as_object().unwrap().len(), images.len());
+    }
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -104,6 +104,28 @@ impl Tool {
         }
     }
 
+    /// The tool's version as it reports it ("libjpeg-turbo 2.1.5", "libavif 0.11.1, aom
+    /// v3.6.0"), or None when the tool is missing or says nothing recognisable.
+    pub fn version(self) -> Option<String> {
+        let [enc, _] = self.programs();
+        let arg = match self {
+            Tool::Jpeg | Tool::Webp => "-version",
+            Tool::Jpeg2000 => "-h",
+            Tool::Avif | Tool::Jxl | Tool::Heic => "--version",
+        };
+        let out = Command::new(enc)
+            .arg(arg)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_version(self, &text)
+    }
+
     /// Whether both executables are on PATH.
     pub fn available(self) -> bool {
         self.programs().iter().all(|p| on_path(p))
@@ -201,6 +223,62 @@ impl Tool {
     }
 }
 
+/// The word after `key` in `text` (up to a space, comma, bracket or line end; a final full
+/// stop dropped).
+fn word_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let i = text.find(key)? + key.len();
+    let w = text[i..]
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')' || c == '[')
+        .next()?
+        .trim_end_matches('.');
+    (!w.is_empty()).then_some(w)
+}
+
+/// The version in a tool's `-version` / `--version` / `-h` text.
+fn parse_version(tool: Tool, text: &str) -> Option<String> {
+    let v = match tool {
+        Tool::Jpeg => format!(
+            "libjpeg-turbo {}",
+            word_after(text, "libjpeg-turbo version")?
+        ),
+        Tool::Webp => {
+            let w = text.split_whitespace().next()?;
+            if !w.starts_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
+            format!("libwebp {w}")
+        }
+        Tool::Jpeg2000 => format!(
+            "OpenJPEG {}",
+            word_after(text, "openjp2 library")?.trim_start_matches('v')
+        ),
+        Tool::Avif => {
+            let lib = word_after(text, "Version:")?;
+            match word_after(text, "aom [enc/dec]:") {
+                Some(aom) => format!("libavif {lib}, aom {aom}"),
+                None => format!("libavif {lib}"),
+            }
+        }
+        Tool::Jxl => format!(
+            "libjxl {}",
+            word_after(text, "cjxl")?.trim_start_matches('v')
+        ),
+        Tool::Heic => format!("libheif {}, x265", word_after(text, "libheif version:")?),
+    };
+    Some(v)
+}
+
+/// The version of the classic codec named `name` in `results.csv`, as the tools on PATH report
+/// it now (the image crate's encoder has none to report).
+pub fn version_of(name: &str) -> Option<String> {
+    Tool::ALL
+        .into_iter()
+        .find(|t| t.name() == name)
+        .filter(|t| t.available())
+        .and_then(Tool::version)
+}
+
 /// Extra avifenc arguments: speed 4 (the default, 6, is 0.4 dB below the reference table).
 const AVIF_EXTRA: &[&str] = &["-s", "4"];
 
@@ -290,6 +368,10 @@ impl CliCodec {
 impl RdCodec for CliCodec {
     fn name(&self) -> &str {
         self.tool.name()
+    }
+
+    fn version(&self) -> Option<String> {
+        self.tool.version()
     }
 
     fn points(&self, img: &RgbImage) -> Result<Vec<Decoded>> {
@@ -435,6 +517,47 @@ mod tests {
         assert!(!on_path("surely-not-a-real-program-name"));
         let (codecs, _) = available_codecs(Some(&["jpeg_image_rs".to_string()]));
         assert_eq!(codecs.len(), 1);
+    }
+
+    #[test]
+    fn versions_are_read_from_the_tools_texts() {
+        let v = |t, s: &str| parse_version(t, s);
+        assert_eq!(
+            v(Tool::Jpeg, "libjpeg-turbo version 2.1.5 (build 20230203)\n").as_deref(),
+            Some("libjpeg-turbo 2.1.5")
+        );
+        assert_eq!(v(Tool::Webp, "1.2.4\n").as_deref(), Some("libwebp 1.2.4"));
+        assert_eq!(v(Tool::Webp, "Usage: cwebp\n"), None);
+        assert_eq!(
+            v(
+                Tool::Jpeg2000,
+                "\nThis is opj_compress.\nIt has been compiled against openjp2 library v2.5.0.\n"
+            )
+            .as_deref(),
+            Some("OpenJPEG 2.5.0")
+        );
+        assert_eq!(
+            v(
+                Tool::Avif,
+                "Version: 0.11.1 (dav1d [dec]:1.0.0, aom [enc/dec]:v3.6.0, rav1e [enc]:0.5.1)\n"
+            )
+            .as_deref(),
+            Some("libavif 0.11.1, aom v3.6.0")
+        );
+        assert_eq!(
+            v(Tool::Jxl, "cjxl v0.7.0 [AVX3,AVX2]\nCopyright").as_deref(),
+            Some("libjxl 0.7.0")
+        );
+        assert_eq!(
+            v(
+                Tool::Heic,
+                "heif-enc: unrecognized option\n heif-enc  libheif version: 1.15.1\n"
+            )
+            .as_deref(),
+            Some("libheif 1.15.1, x265")
+        );
+        assert_eq!(v(Tool::Jxl, ""), None);
+        assert_eq!(version_of("jpeg_image_rs"), None);
     }
 
     #[test]

@@ -123,6 +123,16 @@ impl RdCodec for DdpmcCodec {
         Self::NAME
     }
 
+    /// "ddpmc 0.1.0, model 1a2b3c4d5e6f" (the first 12 hex digits of the model id).
+    fn version(&self) -> Option<String> {
+        let id = crate::model::id_hex(&self.model.id());
+        Some(format!(
+            "ddpmc {}, model {}",
+            env!("CARGO_PKG_VERSION"),
+            &id[..12.min(id.len())]
+        ))
+    }
+
     fn points(&self, img: &RgbImage) -> Result<Vec<Decoded>> {
         let dynimg = DynamicImage::ImageRgb8(img.clone());
         let mut out = Vec::new();

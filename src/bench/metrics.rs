@@ -1,4 +1,4 @@
-//! Bench stage: distortion metrics — PSNR and MS-SSIM over 8-bit RGB.
+//! Bench stage: distortion metrics — PSNR, MS-SSIM and SSIMULACRA2 over 8-bit RGB.
 //!
 //! Both follow the definitions used for every published Kodak curve (CompressAI, and the
 //! `pytorch_msssim` package), so that numbers in `results.csv` compare with numbers in papers
@@ -12,6 +12,12 @@
 //!   side is zero-padded by one on each end, the padding counted in the average, as
 //!   `avg_pool2d(padding = side % 2)` does), negative contrast terms clamped to 0; computed per
 //!   colour channel and averaged over the three channels.
+//! - SSIMULACRA2: the perceptual metric of libjxl's `ssimulacra2` tool (100 = identical, 90
+//!   visually lossless, 70 high quality, 50 medium, lower scores worse; it can go negative),
+//!   computed by the `ssimulacra2` crate on the images read as sRGB with BT.709 primaries.
+//!
+//! MS-SSIM needs both sides of at least [`MS_SSIM_MIN_SIDE`] pixels, SSIMULACRA2 at least
+//! [`SSIMULACRA2_MIN_SIDE`]; on smaller images the bench writes them `n/a`.
 
 use crate::{Error, Result};
 use image::RgbImage;
@@ -222,6 +228,45 @@ fn ms_ssim_plane(mut x: Plane, mut y: Plane, win: &[f64]) -> f64 {
     val
 }
 
+/// Smallest image side SSIMULACRA2 accepts.
+pub const SSIMULACRA2_MIN_SIDE: u32 = 8;
+
+/// SSIMULACRA2 score of `distorted` against the original `a` (100 for identical images).
+/// Both sides must be at least [`SSIMULACRA2_MIN_SIDE`] pixels.
+pub fn ssimulacra2(a: &RgbImage, distorted: &RgbImage) -> Result<f64> {
+    use ssimulacra2::{ColorPrimaries, Rgb, TransferCharacteristic};
+    check_same_size(a, distorted)?;
+    let side = a.width().min(a.height());
+    if side < SSIMULACRA2_MIN_SIDE {
+        return Err(Error::param(format!(
+            "image side {side} too small for SSIMULACRA2 (expected >= {SSIMULACRA2_MIN_SIDE})"
+        )));
+    }
+    let to_rgb = |img: &RgbImage| {
+        let data: Vec<[f32; 3]> = img
+            .as_raw()
+            .chunks_exact(3)
+            .map(|p| {
+                [
+                    f32::from(p[0]) / 255.0,
+                    f32::from(p[1]) / 255.0,
+                    f32::from(p[2]) / 255.0,
+                ]
+            })
+            .collect();
+        Rgb::new(
+            data,
+            img.width() as usize,
+            img.height() as usize,
+            TransferCharacteristic::SRGB,
+            ColorPrimaries::BT709,
+        )
+        .map_err(|e| Error::param(format!("SSIMULACRA2 input: {e:?}")))
+    };
+    ssimulacra2::compute_frame_ssimulacra2(to_rgb(a)?, to_rgb(distorted)?)
+        .map_err(|e| Error::param(format!("SSIMULACRA2: {e}")))
+}
+
 /// MS-SSIM over RGB (mean of the three channels' MS-SSIM), in [0, 1]; 1 for identical images.
 /// Both sides must exceed [`MS_SSIM_MIN_SIDE`] - 1 pixels.
 pub fn ms_ssim(a: &RgbImage, b: &RgbImage) -> Result<f64> {
@@ -325,6 +370,26 @@ mod tests {
         let s1 = ms_ssim(&a, &noisy(1)).unwrap();
         let s4 = ms_ssim(&a, &noisy(4)).unwrap();
         assert!(s1 < 1.0 && s4 < s1 && s4 > 0.0, "{s1} {s4}");
+    }
+
+    #[test]
+    fn ssimulacra2_orders_distortions() {
+        let a = textured(64, 48);
+        let same = ssimulacra2(&a, &a).unwrap();
+        assert!((same - 100.0).abs() < 1e-6, "{same}");
+        let noisy = |amp: i32| {
+            let mut b = a.clone();
+            for (i, v) in b.iter_mut().enumerate() {
+                let n = ((i as i64 * 2654435761) % 7) as i32 - 3;
+                *v = (*v as i32 + n * amp).clamp(0, 255) as u8;
+            }
+            b
+        };
+        let s1 = ssimulacra2(&a, &noisy(1)).unwrap();
+        let s6 = ssimulacra2(&a, &noisy(6)).unwrap();
+        assert!(s1 < same && s6 < s1, "{s1} {s6}");
+        assert!(ssimulacra2(&textured(7, 40), &textured(7, 40)).is_err());
+        assert!(ssimulacra2(&a, &textured(64, 40)).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Bench stage: rate-distortion measurement of ddpmc against classic codecs (`ddpmc bench`).
 //!
 //! The pieces, each usable alone:
-//! - [`metrics`]: PSNR and MS-SSIM over 8-bit RGB;
+//! - [`metrics`]: PSNR, MS-SSIM and SSIMULACRA2 over 8-bit RGB;
 //! - [`classic`]: classic codecs through their command-line tools (cjpeg, cwebp, opj_compress,
 //!   avifenc, cjxl, heif-enc) and the image crate's own JPEG encoder, with the quality ladders
 //!   of ../shared/reference/kodak_classic_rd.csv;
@@ -52,6 +52,10 @@ pub trait RdCodec: Send + Sync {
     fn name(&self) -> &str;
     /// Codes and decodes `img` at every setting of the codec.
     fn points(&self, img: &RgbImage) -> Result<Vec<Decoded>>;
+    /// The codec's version for tables and legends ("libjpeg-turbo 2.1.5"), where known.
+    fn version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One line of `results.csv`.
@@ -67,8 +71,11 @@ pub struct Row {
     pub bpp: f64,
     /// PSNR over RGB, dB (infinite when lossless).
     pub psnr: f64,
-    /// MS-SSIM over RGB (NaN when the image is too small for 5 scales).
+    /// MS-SSIM over RGB (NaN, written `n/a`, when the image is too small for 5 scales).
     pub ms_ssim: f64,
+    /// SSIMULACRA2 score (NaN, written `n/a`, when not measured: an image under 8 pixels, or a
+    /// row read from a CSV written before the column existed).
+    pub ssimulacra2: f64,
     /// Encoding seconds.
     pub enc_s: f64,
     /// Decoding seconds.
@@ -76,7 +83,11 @@ pub struct Row {
 }
 
 /// The `results.csv` header.
-pub const CSV_HEADER: &str = "codec,setting,image,bpp,psnr,ms_ssim,enc_s,dec_s";
+pub const CSV_HEADER: &str = "codec,setting,image,bpp,psnr,ms_ssim,ssimulacra2,enc_s,dec_s";
+
+/// The header of `results.csv` files written before the SSIMULACRA2 column (still read; their
+/// rows get `ssimulacra2` NaN).
+pub const CSV_HEADER_V1: &str = "codec,setting,image,bpp,psnr,ms_ssim,enc_s,dec_s";
 
 /// Measures `codec` on `img` (named `image` in the rows): one row per rate point.
 pub fn measure(codec: &dyn RdCodec, image: &str, img: &RgbImage) -> Result<Vec<Row>> {
@@ -95,6 +106,7 @@ pub fn rows_for(codec: &str, image: &str, img: &RgbImage, decoded: &[Decoded]) -
 fn row_for(codec: &str, image: &str, img: &RgbImage, pixels: f64, d: &Decoded) -> Result<Row> {
     let psnr = metrics::psnr(img, &d.image)?;
     let ms_ssim = metrics::ms_ssim(img, &d.image).unwrap_or(f64::NAN);
+    let ssimulacra2 = metrics::ssimulacra2(img, &d.image).unwrap_or(f64::NAN);
     Ok(Row {
         codec: codec.to_string(),
         setting: d.setting.clone(),
@@ -102,6 +114,7 @@ fn row_for(codec: &str, image: &str, img: &RgbImage, pixels: f64, d: &Decoded) -
         bpp: d.bytes as f64 * 8.0 / pixels,
         psnr,
         ms_ssim,
+        ssimulacra2,
         enc_s: d.enc_s,
         dec_s: d.dec_s,
     })

@@ -59,15 +59,26 @@ type Tagged = (f64, f64, String);
 
 /// Readable legend name of a codec id of the bench.
 pub fn display_name(id: &str) -> String {
-    match id {
-        "jpeg" => "JPEG (cjpeg, libjpeg-turbo)".into(),
-        "jpeg_image_rs" => "JPEG (image crate)".into(),
-        "webp" => "WebP (cwebp)".into(),
-        "jpeg2000" => "JPEG 2000 (OpenJPEG)".into(),
-        "avif" => "AVIF (avifenc, libaom)".into(),
-        "jxl" => "JPEG XL (cjxl)".into(),
-        "hevc444_heic" => "HEIC 4:4:4 (heif-enc, x265)".into(),
-        other => other.into(),
+    legend_name(id, None)
+}
+
+/// Legend name of a codec id with its version (as the bench found it), when known:
+/// "JPEG (cjpeg, libjpeg-turbo 2.1.5)".
+pub fn legend_name(id: &str, version: Option<&str>) -> String {
+    let (format, tool, lib) = match id {
+        "jpeg" => ("JPEG", "cjpeg", "libjpeg-turbo"),
+        "jpeg_image_rs" => ("JPEG", "image crate", ""),
+        "webp" => ("WebP", "cwebp", ""),
+        "jpeg2000" => ("JPEG 2000", "OpenJPEG", ""),
+        "avif" => ("AVIF", "avifenc", "libaom"),
+        "jxl" => ("JPEG XL", "cjxl", ""),
+        "hevc444_heic" => ("HEIC 4:4:4", "heif-enc", "x265"),
+        other => return version.map_or(other.into(), |v| format!("{other} ({v})")),
+    };
+    match (version, lib) {
+        (Some(v), _) => format!("{format} ({tool}, {v})"),
+        (None, "") => format!("{format} ({tool})"),
+        (None, lib) => format!("{format} ({tool}, {lib})"),
     }
 }
 
@@ -76,7 +87,10 @@ pub fn display_name(id: &str) -> String {
 fn plotted(metric: Metric, v: f64) -> f64 {
     match metric {
         Metric::Psnr => v,
+        // NaN (not measured) stays NaN: f64::max would turn it into the 1e-12 floor.
+        Metric::MsSsim if v.is_nan() => f64::NAN,
         Metric::MsSsim => -10.0 * (1.0 - v).max(1e-12).log10(),
+        Metric::Ssimulacra2 => v,
     }
 }
 
@@ -86,6 +100,7 @@ fn series(
     curves: &BTreeMap<String, Vec<CurvePoint>>,
     metric: Metric,
     progressive: &str,
+    versions: &BTreeMap<String, String>,
 ) -> Vec<Series> {
     let mut out = Vec::new();
     for (codec, curve) in curves {
@@ -113,7 +128,10 @@ fn series(
             // Presets of one file ladder overlap (a preset's file is a prefix of the next),
             // so they share a colour and one legend entry.
             let names: Vec<&str> = presets.iter().map(|(n, _)| n.as_str()).collect();
-            let legend = format!("{codec} per step ({})", names.join(", "));
+            let legend = match versions.get(codec) {
+                Some(v) => format!("{v}, per step ({})", names.join(", ")),
+                None => format!("{codec} per step ({})", names.join(", ")),
+            };
             let longest = presets.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
             let mut tagged = false;
             for (i, (_, mut pts)) in presets.into_iter().enumerate() {
@@ -138,7 +156,7 @@ fn series(
             }
         } else {
             out.push(Series {
-                label: display_name(codec),
+                label: legend_name(codec, versions.get(codec).map(String::as_str)),
                 points: rd::envelope(curve, metric)
                     .into_iter()
                     .map(|(b, v)| (b, plotted(metric, v)))
@@ -185,10 +203,12 @@ fn draw<DB: DrawingBackend>(
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
             (a.min(p.1), b.max(p.1))
         });
+    let empty = inside.is_empty();
     if y_hi.partial_cmp(&y_lo) != Some(std::cmp::Ordering::Greater) {
         (y_lo, y_hi) = match metric {
             Metric::Psnr => (20.0, 45.0),
             Metric::MsSsim => (5.0, 25.0),
+            Metric::Ssimulacra2 => (0.0, 100.0),
         };
     }
     let pad = 0.04 * (y_hi - y_lo);
@@ -196,6 +216,7 @@ fn draw<DB: DrawingBackend>(
     let y_label = match metric {
         Metric::Psnr => "PSNR (dB, RGB)",
         Metric::MsSsim => "MS-SSIM (dB: -10 log10(1 - MS-SSIM), RGB)",
+        Metric::Ssimulacra2 => "SSIMULACRA2 (100 = identical)",
     };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FAMILY, 22))
@@ -255,6 +276,23 @@ fn draw<DB: DrawingBackend>(
                 .map_err(err)?;
         }
     }
+    if empty {
+        // No codec has a value of this metric (MS-SSIM on images under 161 pixels a side).
+        let note = format!(
+            "n/a: {} was not measured on these images",
+            match metric {
+                Metric::Psnr => "PSNR",
+                Metric::MsSsim => "MS-SSIM (it needs both sides >= 161 pixels)",
+                Metric::Ssimulacra2 => "SSIMULACRA2",
+            }
+        );
+        root.draw_text(
+            &note,
+            &TextStyle::from((FAMILY, 18).into_font()).color(&BLACK),
+            (90, PLOT_SIZE.1 as i32 / 2),
+        )
+        .map_err(err)?;
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
@@ -271,16 +309,19 @@ fn draw<DB: DrawingBackend>(
 pub const PLOT_SIZE: (u32, u32) = (960, 720);
 
 /// Writes the rate-distortion plot of `metric` to `<stem>.svg` and `<stem>.png`: one line per
-/// codec (its envelope), and for `progressive` (ddpmc) its per-step points joined per preset.
+/// codec (its envelope), and for `progressive` (ddpmc) its per-step points joined per preset;
+/// legend names carry the codecs' `versions` where known. A metric no codec has (`n/a`) gives
+/// an empty plot that says so.
 pub fn rd_plot(
     curves: &BTreeMap<String, Vec<CurvePoint>>,
     metric: Metric,
     progressive: &str,
+    versions: &BTreeMap<String, String>,
     title: &str,
     stem: &Path,
 ) -> Result<()> {
     register_font();
-    let s = series(curves, metric, progressive);
+    let s = series(curves, metric, progressive, versions);
     let svg = stem.with_extension("svg");
     draw(
         SVGBackend::new(&svg, PLOT_SIZE).into_drawing_area(),
@@ -382,6 +423,7 @@ mod tests {
             bpp: b,
             psnr: p,
             ms_ssim: 0.9 + 0.02 * b,
+            ssimulacra2: 40.0 + 20.0 * b,
             n: 1,
         };
         m.insert(
@@ -405,7 +447,7 @@ mod tests {
 
     #[test]
     fn series_join_steps_per_preset() {
-        let s = series(&curves(), Metric::Psnr, "ddpmc");
+        let s = series(&curves(), Metric::Psnr, "ddpmc", &BTreeMap::new());
         let labels: Vec<&str> = s.iter().map(|s| s.label.as_str()).collect();
         assert_eq!(
             labels,
@@ -417,6 +459,7 @@ mod tests {
         assert!(s[1].tags.is_empty() && s[2].tags.is_empty());
         // MS-SSIM is plotted in dB.
         assert!((plotted(Metric::MsSsim, 0.99) - 20.0).abs() < 1e-9);
+        assert!(plotted(Metric::MsSsim, f64::NAN).is_nan());
     }
 
     #[test]
@@ -424,11 +467,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ddpmc-plot-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let stem = dir.join("rd");
-        rd_plot(&curves(), Metric::Psnr, "ddpmc", "test", &stem).unwrap();
+        let versions = BTreeMap::from([("jpeg".to_string(), "libjpeg-turbo 9.9".to_string())]);
+        rd_plot(&curves(), Metric::Psnr, "ddpmc", &versions, "test", &stem).unwrap();
         let png = image::open(stem.with_extension("png")).unwrap();
         assert_eq!((png.width(), png.height()), PLOT_SIZE);
         let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
-        assert!(svg.contains("<svg") && svg.contains("jpeg"));
+        assert!(svg.contains("<svg") && svg.contains("JPEG (cjpeg, libjpeg-turbo 9.9)"));
+        // A metric without values: an empty plot with a note.
+        let mut none = curves();
+        none.values_mut()
+            .flatten()
+            .for_each(|p| p.ms_ssim = f64::NAN);
+        rd_plot(&none, Metric::MsSsim, "ddpmc", &versions, "test", &stem).unwrap();
+        let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+        assert!(svg.contains("n/a: MS-SSIM"), "{svg}");
 
         let frames: Vec<Frame> = (0..5)
             .map(|i| Frame {

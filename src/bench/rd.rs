@@ -20,8 +20,10 @@ pub struct CurvePoint {
     pub bpp: f64,
     /// Mean PSNR (dB).
     pub psnr: f64,
-    /// Mean MS-SSIM.
+    /// Mean MS-SSIM (NaN when an image of the mean has none).
     pub ms_ssim: f64,
+    /// Mean SSIMULACRA2 (NaN when an image of the mean has none).
+    pub ssimulacra2: f64,
     /// How many images the point averages.
     pub n: usize,
 }
@@ -33,6 +35,8 @@ pub enum Metric {
     Psnr,
     /// MS-SSIM over RGB.
     MsSsim,
+    /// SSIMULACRA2 score.
+    Ssimulacra2,
 }
 
 impl CurvePoint {
@@ -41,6 +45,7 @@ impl CurvePoint {
         match metric {
             Metric::Psnr => self.psnr,
             Metric::MsSsim => self.ms_ssim,
+            Metric::Ssimulacra2 => self.ssimulacra2,
         }
     }
 }
@@ -57,6 +62,7 @@ pub fn mean_curves(rows: &[Row]) -> BTreeMap<String, Vec<CurvePoint>> {
                 p.bpp += r.bpp;
                 p.psnr += r.psnr;
                 p.ms_ssim += r.ms_ssim;
+                p.ssimulacra2 += r.ssimulacra2;
                 p.n += 1;
             }
             None => curve.push(CurvePoint {
@@ -64,6 +70,7 @@ pub fn mean_curves(rows: &[Row]) -> BTreeMap<String, Vec<CurvePoint>> {
                 bpp: r.bpp,
                 psnr: r.psnr,
                 ms_ssim: r.ms_ssim,
+                ssimulacra2: r.ssimulacra2,
                 n: 1,
             }),
         }
@@ -74,6 +81,7 @@ pub fn mean_curves(rows: &[Row]) -> BTreeMap<String, Vec<CurvePoint>> {
             p.bpp /= n;
             p.psnr /= n;
             p.ms_ssim /= n;
+            p.ssimulacra2 /= n;
         }
     }
     out
@@ -272,6 +280,7 @@ mod tests {
             bpp,
             psnr,
             ms_ssim: 0.9,
+            ssimulacra2: 70.0,
             enc_s: 0.0,
             dec_s: 0.0,
         }
@@ -325,6 +334,7 @@ mod tests {
                 bpp: b,
                 psnr: p,
                 ms_ssim: 0.9,
+                ssimulacra2: 70.0,
                 n: 1,
             })
             .collect();

@@ -1,14 +1,22 @@
 //! Bench stage: the `ddpmc bench` driver — dataset in, results folder out.
 //!
 //! Output folder:
-//! - `results.csv`: `codec,setting,image,bpp,psnr,ms_ssim,enc_s,dec_s`, one row per image and
-//!   rate point (rewritten after every codec x image, so an interrupted run keeps its rows);
-//! - `summary.md`, `summary.csv`: every codec at 0.25 / 0.5 / 1 / 2 bpp;
-//! - `bd.md`, `bd.csv`: BD-rate and BD-PSNR of the progressive codec against each other codec;
-//! - `rd_psnr.{svg,png}`, `rd_msssim.{svg,png}`: the rate-distortion plots;
+//! - `results.csv`: `codec,setting,image,bpp,psnr,ms_ssim,ssimulacra2,enc_s,dec_s`, one row
+//!   per image and rate point (rewritten after every codec x image, so an interrupted run keeps
+//!   its rows); a metric that cannot be measured on an image is `n/a`;
+//! - `<codec>.json`: per codec, CompressAI's results layout (`name`, `description`, `results`
+//!   with the arrays `bpp`, `psnr-rgb`, `ms-ssim`, `ssimulacra2` over the codec's settings)
+//!   plus the same arrays per image (`per_image`); `null` = not measured or not finite;
+//! - `summary.md`, `summary.csv`: every codec at 0.25 / 0.5 / 1 / 2 bpp, and (md) the codecs'
+//!   versions;
+//! - `bd.md`, `bd.csv`: BD-rate and BD-PSNR of the progressive codec against each other codec
+//!   (BD-rate on PSNR, MS-SSIM and SSIMULACRA2);
+//! - `rd_psnr.{svg,png}`, `rd_msssim.{svg,png}`, `rd_ssimulacra2.{svg,png}`: the
+//!   rate-distortion plots, legends with the codecs' versions;
 //! - `filmstrip.png`: the first image decoded after each step (progressive codec only);
 //! - `reference.md`: the classic rows against a reference interp table, when one is given.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
@@ -248,6 +256,11 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
     if let (Some(f), true) = (&cfg.filmstrip, frames.is_empty()) {
         eprintln!("warning: no image named {f} in the dataset: no filmstrip");
     }
+    let versions: BTreeMap<String, String> = classic
+        .iter()
+        .chain(cfg.progressive.iter())
+        .filter_map(|c| Some((c.name().to_string(), c.version()?)))
+        .collect();
     write_reports(
         rows,
         paths.len(),
@@ -256,12 +269,40 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
         &cfg.progressive_name,
         cfg.reference.as_deref(),
         Some(&dataset_name(&cfg.dataset)),
+        versions,
     )
 }
 
+/// Notes on stderr for metrics that could not be measured on some images.
+fn note_unmeasured(rows: &[Row]) {
+    for (what, f) in [
+        (
+            "MS-SSIM (it needs both sides >= 161 pixels)",
+            (|r: &Row| r.ms_ssim) as fn(&Row) -> f64,
+        ),
+        ("SSIMULACRA2", |r: &Row| r.ssimulacra2),
+    ] {
+        let mut images: Vec<&str> = rows
+            .iter()
+            .filter(|r| f(r).is_nan())
+            .map(|r| r.image.as_str())
+            .collect();
+        images.sort_unstable();
+        images.dedup();
+        if !images.is_empty() {
+            eprintln!(
+                "note: {what} is n/a on {} image(s): {}",
+                images.len(),
+                images.join(", ")
+            );
+        }
+    }
+}
+
 /// Writes every output file from finished rows (`images`: how many images they cover;
-/// `frames`: the filmstrip, none to skip it). Used by [`run_bench`], and alone to redo the
-/// tables and plots of a stored `results.csv`.
+/// `frames`: the filmstrip, none to skip it; `versions`: codec -> version of the codecs that
+/// ran, completed here with the versions of the classic tools on PATH). Used by
+/// [`run_bench`], and alone to redo the tables and plots of a stored `results.csv`.
 #[allow(clippy::too_many_arguments)]
 pub fn write_reports(
     rows: Vec<Row>,
@@ -271,36 +312,53 @@ pub fn write_reports(
     progressive_name: &str,
     reference: Option<&Path>,
     dataset: Option<&str>,
+    mut versions: BTreeMap<String, String>,
 ) -> Result<BenchOutcome> {
     std::fs::create_dir_all(out)?;
     write(&out.join("results.csv"), &report::results_csv(&rows))?;
+    note_unmeasured(&rows);
     let curves = rd::mean_curves(&rows);
+    for codec in curves.keys() {
+        if !versions.contains_key(codec) {
+            if let Some(v) = super::classic::version_of(codec) {
+                versions.insert(codec.clone(), v);
+            }
+        }
+    }
+    let on = match dataset {
+        Some(d) => format!("{d} ({images} images)"),
+        None => format!("{images} images"),
+    };
+    for codec in curves.keys() {
+        let version = versions.get(codec).map(String::as_str);
+        let json = report::codec_json(codec, version, &on, &rows);
+        write(
+            &out.join(format!("{}.json", report::file_stem(codec))),
+            &json,
+        )?;
+    }
     let summary = report::summary(&curves);
-    let summary_md = report::summary_md(&summary, images);
+    let summary_md = report::summary_md(&summary, images, &versions);
     write(&out.join("summary.md"), &summary_md)?;
     write(&out.join("summary.csv"), &report::summary_csv(&summary))?;
     let bd = report::bd_table(&curves, progressive_name);
     let bd_md = report::bd_md(progressive_name, &bd);
     write(&out.join("bd.md"), &bd_md)?;
     write(&out.join("bd.csv"), &report::bd_csv(progressive_name, &bd))?;
-    let title = match dataset {
-        Some(d) => format!("{d} ({images} images)"),
-        None => format!("{images} images"),
-    };
-    plot::rd_plot(
-        &curves,
-        Metric::Psnr,
-        progressive_name,
-        &format!("{title}: PSNR"),
-        &out.join("rd_psnr"),
-    )?;
-    plot::rd_plot(
-        &curves,
-        Metric::MsSsim,
-        progressive_name,
-        &format!("{title}: MS-SSIM"),
-        &out.join("rd_msssim"),
-    )?;
+    for (metric, name, stem) in [
+        (Metric::Psnr, "PSNR", "rd_psnr"),
+        (Metric::MsSsim, "MS-SSIM", "rd_msssim"),
+        (Metric::Ssimulacra2, "SSIMULACRA2", "rd_ssimulacra2"),
+    ] {
+        plot::rd_plot(
+            &curves,
+            metric,
+            progressive_name,
+            &versions,
+            &format!("{on}: {name}"),
+            &out.join(stem),
+        )?;
+    }
     if !frames.is_empty() {
         plot::filmstrip(frames)?.save(out.join("filmstrip.png"))?;
     }
@@ -395,10 +453,36 @@ mod tests {
             "rd_psnr.png",
             "rd_msssim.svg",
             "rd_msssim.png",
+            "rd_ssimulacra2.svg",
+            "rd_ssimulacra2.png",
             "filmstrip.png",
+            "ddpmc.json",
+            "jpeg_image_rs.json",
         ] {
             assert!(out.join(f).is_file(), "{f}");
         }
+        // The JSON holds the mean arrays and one entry per image, in CompressAI's layout.
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("ddpmc.json")).unwrap())
+                .unwrap();
+        assert_eq!(j["name"], "ddpmc");
+        assert!(j["description"].as_str().unwrap().contains("2 images"));
+        for k in ["bpp", "psnr-rgb", "ms-ssim", "ssimulacra2"] {
+            assert_eq!(j["results"][k].as_array().unwrap().len(), 4, "{k}");
+            assert_eq!(
+                j["per_image"]["img1.png"][k].as_array().unwrap().len(),
+                4,
+                "{k}"
+            );
+        }
+        // 96x64 is too small for MS-SSIM: null, not a number; SSIMULACRA2 is measured.
+        assert!(j["results"]["ms-ssim"][0].is_null());
+        assert!(j["results"]["ssimulacra2"][0].is_f64());
+        assert!(o
+            .rows
+            .iter()
+            .all(|r| r.ms_ssim.is_nan() && r.ssimulacra2.is_finite()));
+        assert!(o.summary_md.contains("| ddpmc | n/a | n/a | n/a | n/a |"));
         // The filmstrip: the chosen image's original and its four points, three per row.
         let strip = image::open(out.join("filmstrip.png")).unwrap();
         let cols = 3;

@@ -53,7 +53,8 @@ pub struct Args {
     /// --limit, and with --from-results when the CSV covers fewer than 24 images.
     #[arg(long)]
     pub reference: Option<PathBuf>,
-    /// Run nothing: redo the tables and plots (no filmstrip) of a stored results CSV.
+    /// Run nothing: redo the tables and plots (no filmstrip) of a stored results CSV (codec
+    /// versions from the <codec>.json files next to it, where present).
     #[arg(long, value_name = "CSV")]
     pub from_results: Option<PathBuf>,
     /// No progress bar.
@@ -144,7 +145,20 @@ pub fn run(args: Args) -> ddpmc::Result<()> {
         let r = reference_table(&args);
         let reference = r.as_deref().filter(|_| n >= 24);
         let name = ddpmc::bench::run::dataset_name(&args.dataset);
-        let o = write_reports(rows, n, &[], &args.out, "ddpmc", reference, Some(&name))?;
+        // Versions: those recorded in the <codec>.json files next to the CSV (written by the
+        // run that measured the rows), else the classic tools on PATH now (write_reports).
+        let dir = p.parent().unwrap_or(std::path::Path::new("."));
+        let versions = report::versions_from_json(dir, &rows);
+        let o = write_reports(
+            rows,
+            n,
+            &[],
+            &args.out,
+            "ddpmc",
+            reference,
+            Some(&name),
+            versions,
+        )?;
         return print_outcome(&args, &o);
     }
     let classic_rows = match (&args.classic_results, args.no_classic) {
