@@ -141,24 +141,43 @@ fn bitlen(v: u32) -> usize {
     (32 - v.leading_zeros()) as usize
 }
 
+/// The uniform models of 2^(b-1) symbols for the low bits of class b, built once per body
+/// (building one per coded value would cost more than the coding at 12-bit indices).
+#[derive(Default)]
+struct Uniforms(Vec<Option<Model>>);
+
+impl Uniforms {
+    fn of_class(&mut self, b: usize) -> &Model {
+        if self.0.len() <= b {
+            self.0.resize_with(b + 1, || None);
+        }
+        self.0[b].get_or_insert_with(|| Model::uniform(1 << (b - 1)))
+    }
+}
+
 /// Code v as its bit-length class under `m` and, for class b >= 2, its b - 1 low bits under
 /// a uniform model (SPEC §6.15).
-fn put_class<S: SymbolSink>(sink: &mut S, m: &mut AdaptiveModel, v: u32) -> Result<()> {
+fn put_class<S: SymbolSink>(
+    sink: &mut S,
+    m: &mut AdaptiveModel,
+    u: &mut Uniforms,
+    v: u32,
+) -> Result<()> {
     let b = bitlen(v);
     sink.put_adaptive(m, b)?;
     if b >= 2 {
         let low = v - (1 << (b - 1));
-        sink.put(&Model::uniform(1 << (b - 1)), low as usize)?;
+        sink.put(u.of_class(b), low as usize)?;
     }
     Ok(())
 }
 
-fn get_class(r: &mut RangeReader, m: &mut AdaptiveModel) -> Result<u32> {
+fn get_class(r: &mut RangeReader, m: &mut AdaptiveModel, u: &mut Uniforms) -> Result<u32> {
     let b = r.get_adaptive(m)?;
     Ok(match b {
         0 => 0,
         1 => 1,
-        _ => (1u32 << (b - 1)) + r.get(&Model::uniform(1 << (b - 1)))? as u32,
+        _ => (1u32 << (b - 1)) + r.get(u.of_class(b))? as u32,
     })
 }
 
@@ -176,9 +195,10 @@ struct Side {
 fn code_side<S: SymbolSink>(sink: &mut S, side: &Side, l: &Layout) -> Result<()> {
     tuq::code_side(sink, &side.scale, l)?;
     let mut m = AdaptiveModel::new(COUNT_CLASSES);
+    let mut uni = Uniforms::default();
     for (u, &s) in side.scale.iter().enumerate() {
         if s != 0 {
-            put_class(sink, &mut m, side.count[u] - 1)?;
+            put_class(sink, &mut m, &mut uni, side.count[u] - 1)?;
         }
     }
     Ok(())
@@ -187,10 +207,11 @@ fn code_side<S: SymbolSink>(sink: &mut S, side: &Side, l: &Layout) -> Result<()>
 fn read_side(r: &mut RangeReader, l: &Layout, members: &[Vec<u32>]) -> Result<Side> {
     let scale = tuq::read_side(r, l)?;
     let mut m = AdaptiveModel::new(COUNT_CLASSES);
+    let mut uni = Uniforms::default();
     let mut count = vec![0u32; scale.len()];
     for (u, &s) in scale.iter().enumerate() {
         if s != 0 {
-            let c = get_class(r, &mut m)? + 1;
+            let c = get_class(r, &mut m, &mut uni)? + 1;
             let n = members[u].len();
             if c as usize > n || n.div_ceil(c as usize) > MAX_CHUNK {
                 return Err(Error::format(format!(
@@ -523,8 +544,9 @@ impl StepCoder for Rcc {
         code_side(&mut w, &p.side, &p.layout)?;
         let side_bits = w.ideal_bits;
         let mut im = AdaptiveModel::new(usize::from(self.log2n) + 1);
+        let mut uni = Uniforms::default();
         for &j in &index {
-            put_class(&mut w, &mut im, j)?;
+            put_class(&mut w, &mut im, &mut uni, j)?;
         }
         let ideal_bits = w.ideal_bits;
         let kl_bits: f64 = p
@@ -580,9 +602,10 @@ impl StepCoder for Rcc {
         let side = read_side(&mut r, &l, &members)?;
         let chunks: u64 = side.count.iter().map(|&v| u64::from(v)).sum();
         let mut im = AdaptiveModel::new(usize::from(c.log2n) + 1);
+        let mut uni = Uniforms::default();
         let mut index = Vec::with_capacity(chunks.min(1 << 24) as usize);
         for _ in 0..chunks {
-            let j = get_class(&mut r, &mut im)?;
+            let j = get_class(&mut r, &mut im, &mut uni)?;
             index.push(j);
         }
         let table = step_table(inp.seed, inp.n);
