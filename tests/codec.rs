@@ -420,6 +420,53 @@ fn container_rules() {
 }
 
 /// Header values outside SPEC §4.2's ranges are refused (an absurd but finite log-SNR too).
+/// SPEC §3.3 chunk order, checked by `inspect` (what `ddpmc info` prints) as by the decoder:
+/// each bad order is an error, never a panic or a normal-looking table.
+#[test]
+fn bad_chunk_orders_are_refused_by_inspect_and_the_decoder() {
+    let m = Analytic::default();
+    let img = sample("kodim19_odd.png");
+    let f3 = encode(&img, &m, &opts(3)).unwrap();
+    let f1 = encode(&img, &m, &opts(1)).unwrap();
+    let (e3, e1) = (chunk_ends(&f3), chunk_ends(&f1));
+    assert_eq!(e3.len(), 6, "preamble, HEAD, 3 STEPs, END");
+    let chunk = |b: &[u8], e: &[usize], i: usize| b[e[i]..e[i + 1]].to_vec();
+    let pre = f3[..e3[0]].to_vec();
+    let (head3, head1) = (chunk(&f3, &e3, 0), chunk(&f1, &e1, 0));
+    let s: Vec<Vec<u8>> = (1..=3).map(|i| chunk(&f3, &e3, i)).collect();
+    let end = f3[e3[4]..].to_vec();
+    let cat = |parts: &[&Vec<u8>]| {
+        parts
+            .iter()
+            .flat_map(|p| p.iter().copied())
+            .collect::<Vec<u8>>()
+    };
+    let cases = [
+        (
+            "STEP repeated",
+            cat(&[&pre, &head3, &s[0], &s[0], &s[1], &s[2], &end]),
+        ),
+        (
+            "STEP before HEAD",
+            cat(&[&pre, &s[0], &head3, &s[1], &s[2], &end]),
+        ),
+        (
+            "second HEAD with a smaller S",
+            cat(&[&pre, &head3, &s[0], &head1, &s[1], &s[2], &end]),
+        ),
+        ("S + 1 STEPs", cat(&[&pre, &head1, &s[0], &s[1], &end])),
+        ("STEP beyond S", with_payload(&f3, 3, |p| p[0] = 7)),
+    ];
+    assert!(inspect(&f3).is_ok());
+    for (name, b) in &cases {
+        assert!(inspect(b).is_err(), "inspect: {name}");
+        assert!(
+            decode(b, &m, None, Recon::Denoise).is_err(),
+            "decode: {name}"
+        );
+    }
+}
+
 #[test]
 fn absurd_schedule_values_are_refused() {
     let m = Analytic::default();
