@@ -1055,3 +1055,39 @@ fn bench_measures_every_file_of_a_mixed_folder() {
     std::fs::remove_dir_all(&data).unwrap();
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// An animated GIF codes its first frame with a notice; a still GIF gets none.
+#[test]
+fn animated_gif_codes_its_first_frame_with_a_notice() {
+    use image::codecs::gif::GifEncoder;
+    use image::{Delay, Frame, Rgba, RgbaImage};
+    let write = |path: &Path, frames: usize| {
+        let f = std::fs::File::create(path).unwrap();
+        let mut enc = GifEncoder::new(f);
+        for k in 0..frames {
+            let img = RgbaImage::from_fn(24, 20, |x, y| {
+                Rgba([(x * 10) as u8, (y * 12) as u8, (k * 120) as u8, 255])
+            });
+            enc.encode_frame(Frame::from_parts(
+                img,
+                0,
+                0,
+                Delay::from_numer_denom_ms(100, 1),
+            ))
+            .unwrap();
+        }
+    };
+    for (frames, notice) in [(3, true), (1, false)] {
+        let src = tmp(&format!("anim{frames}.gif"));
+        write(&src, frames);
+        let out = tmp(&format!("anim{frames}.ddpmc"));
+        let o = encode_tiny(s(&src), &out, &["-q", "1"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            err.contains("only its first frame"),
+            notice,
+            "{frames} frames: {err}"
+        );
+        assert!(out.exists());
+    }
+}
