@@ -228,6 +228,17 @@ fn ms_ssim_plane(mut x: Plane, mut y: Plane, win: &[f64]) -> f64 {
     val
 }
 
+/// An error unless both sides of `a` are at least `min` pixels, as `metric` needs.
+fn check_min_side(a: &RgbImage, min: u32, metric: &str) -> Result<()> {
+    let side = a.width().min(a.height());
+    if side < min {
+        return Err(Error::param(format!(
+            "image side {side} too small for {metric} (expected >= {min})"
+        )));
+    }
+    Ok(())
+}
+
 /// Smallest image side SSIMULACRA2 accepts.
 pub const SSIMULACRA2_MIN_SIDE: u32 = 8;
 
@@ -236,12 +247,7 @@ pub const SSIMULACRA2_MIN_SIDE: u32 = 8;
 pub fn ssimulacra2(a: &RgbImage, distorted: &RgbImage) -> Result<f64> {
     use ssimulacra2::{ColorPrimaries, Rgb, TransferCharacteristic};
     check_same_size(a, distorted)?;
-    let side = a.width().min(a.height());
-    if side < SSIMULACRA2_MIN_SIDE {
-        return Err(Error::param(format!(
-            "image side {side} too small for SSIMULACRA2 (expected >= {SSIMULACRA2_MIN_SIDE})"
-        )));
-    }
+    check_min_side(a, SSIMULACRA2_MIN_SIDE, "SSIMULACRA2")?;
     let to_rgb = |img: &RgbImage| {
         let data: Vec<[f32; 3]> = img
             .as_raw()
@@ -271,12 +277,7 @@ pub fn ssimulacra2(a: &RgbImage, distorted: &RgbImage) -> Result<f64> {
 /// Both sides must exceed [`MS_SSIM_MIN_SIDE`] - 1 pixels.
 pub fn ms_ssim(a: &RgbImage, b: &RgbImage) -> Result<f64> {
     check_same_size(a, b)?;
-    let side = a.width().min(a.height());
-    if side < MS_SSIM_MIN_SIDE {
-        return Err(Error::param(format!(
-            "image side {side} too small for 5-scale MS-SSIM (expected >= {MS_SSIM_MIN_SIDE})"
-        )));
-    }
+    check_min_side(a, MS_SSIM_MIN_SIDE, "5-scale MS-SSIM")?;
     let win = gaussian_window();
     let sum: f64 = (0..3)
         .map(|c| ms_ssim_plane(Plane::channel(a, c), Plane::channel(b, c), &win))

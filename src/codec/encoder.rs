@@ -20,7 +20,7 @@ pub(crate) struct ChainOpts<'a> {
     pub prefix_search: bool,
     /// PRNG seed.
     pub seed: u64,
-    /// Coder kinds the encoder may choose from (empty: [`step::DEFAULT_CODERS`]).
+    /// Coder kinds the encoder may choose from (empty: [`step::default_coders`]).
     pub coders: &'a [u8],
     /// The source's ICC profile, carried in an `iccp` chunk after HEAD.
     pub icc: Option<&'a [u8]>,
@@ -70,18 +70,20 @@ pub(crate) fn encode_resumable(
     keep: bool,
 ) -> Result<Encoded> {
     let (lossless, seed) = (opts.lossless, opts.seed);
-    let by_default = opts.coders.is_empty();
-    let allowed: &[u8] = if by_default {
-        &step::DEFAULT_CODERS
-    } else {
-        opts.coders
+    // The coders allowed at a step that starts at t.
+    let coders_at = |t: f64| -> Vec<&dyn step::StepCoder> {
+        let allowed = if opts.coders.is_empty() {
+            step::default_coders(t)
+        } else {
+            opts.coders
+        };
+        step::CODERS
+            .iter()
+            .copied()
+            .filter(|c| allowed.contains(&c.kind()))
+            .collect()
     };
-    let coders: Vec<&dyn step::StepCoder> = step::CODERS
-        .iter()
-        .copied()
-        .filter(|c| allowed.contains(&c.kind()))
-        .collect();
-    if coders.is_empty() {
+    if !opts.coders.is_empty() && coders_at(0.0).is_empty() {
         return Err(crate::Error::param(format!(
             "step coder kinds {:?} (this encoder knows {:?})",
             opts.coders,
@@ -214,12 +216,8 @@ pub(crate) fn encode_resumable(
             xhat: net_xhat.as_deref(),
             levels: &levels,
         };
-        // The coders tried at this step; with several, the choice is by rate and distortion.
-        let here: Vec<&dyn step::StepCoder> = coders
-            .iter()
-            .copied()
-            .filter(|c| !(by_default && c.kind() == 3 && pt.t < step::KIND3_FROM_T))
-            .collect();
+        // With several coders, the choice is by rate and distortion.
+        let here = coders_at(pt.t);
         let rd = here.len() > 1;
         let mut best: Option<(u8, Coded, f64, Option<Vec<f32>>)> = None;
         for c in &here {

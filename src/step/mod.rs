@@ -134,10 +134,16 @@ pub(crate) trait StepCoder: Sync {
 /// Every coder this build knows, by kind.
 pub(crate) static CODERS: [&dyn StepCoder; 3] = [&uq::Uq, &tuq::TransformUq, &rcc::Rcc::DEFAULT];
 
-/// The kinds the encoder chooses from by default, per step by rate and distortion (SPEC §12):
-/// kind 2, and kind 3 at the low-SNR steps (start point t >= [`KIND3_FROM_T`]). Kind 1 is
-/// chosen only when asked for: kind 2 codes the same steps in fewer bits.
-pub(crate) const DEFAULT_CODERS: [u8; 2] = [2, 3];
+/// The kinds the encoder chooses from by default, by rate and distortion (SPEC §12), at a step
+/// that starts at `t`: kinds 2 and 3 at the low-SNR steps (t >= [`KIND3_FROM_T`]), kind 2
+/// below. Kind 1 is used only when asked for: kind 2 codes the same steps in fewer bits.
+pub(crate) fn default_coders(t: f64) -> &'static [u8] {
+    if t >= KIND3_FROM_T {
+        &[2, 3]
+    } else {
+        &[2]
+    }
+}
 
 /// By default kind 3 is tried only on steps that start at t >= this: below it, at high SNR,
 /// it was not chosen on the tuning images and its search costs encode time.

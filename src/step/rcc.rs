@@ -282,6 +282,8 @@ struct Plan {
     side: Side,
     members: Vec<Vec<u32>>,
     bits: f64,
+    /// KL of the coded units' targets from their priors, in bits.
+    kl_bits: f64,
 }
 
 fn plan(inp: &StepInput, m: Vec<f32>, l: Layout, chunk_bits: f64) -> Result<Plan> {
@@ -306,9 +308,7 @@ fn plan(inp: &StepInput, m: Vec<f32>, l: Layout, chunk_bits: f64) -> Result<Plan
             let count = ((best.1 / chunk_bits).round() as usize)
                 .max(n.div_ceil(MAX_CHUNK))
                 .clamp(1, n) as u32;
-            // Index cost: the KL plus about one bit per chunk (measured overhead of ordered
-            // random coding at these chunk sizes).
-            (best.0 as u8, count, best.1 + f64::from(count))
+            (best.0 as u8, count, best.1)
         })
         .collect();
     let side = Side {
@@ -317,13 +317,16 @@ fn plan(inp: &StepInput, m: Vec<f32>, l: Layout, chunk_bits: f64) -> Result<Plan
     };
     let mut c = BitCounter::default();
     code_side(&mut c, &side, &l)?;
-    let bits = c.bits + res.iter().map(|r| r.2).sum::<f64>();
+    // Index cost: the KL plus about one bit per chunk (measured overhead of ordered random
+    // coding at these chunk sizes).
+    let bits = c.bits + res.iter().map(|r| r.2 + f64::from(r.1)).sum::<f64>();
     Ok(Plan {
         layout: l,
         m,
         side,
         members,
         bits,
+        kl_bits: res.iter().map(|r| r.2).sum(),
     })
 }
 
@@ -345,9 +348,9 @@ fn fast_ln(x: f32) -> f32 {
     e as f32 * std::f32::consts::LN_2 + p
 }
 
-/// Dot product with eight independent partial sums, so that it vectorises (encoder only: the
-/// choice may differ in the last bits from a sequential sum, the decoder never computes it).
-/// log q/p of a window up to a constant: sum of x (b + alpha x) over the 8-bit values x.
+/// log q/p of a window up to a constant: the sum of x (b + alpha x) over its 8-bit values x,
+/// with eight independent partial sums so that it vectorises (encoder only: the choice may
+/// differ in the last bits from a sequential sum; the decoder never computes it).
 #[inline(always)]
 fn dot_q(a: &[i8], b: &[f32], alpha: f32) -> f32 {
     let mut acc = [0f32; 8];
@@ -549,19 +552,6 @@ impl StepCoder for Rcc {
             put_class(&mut w, &mut im, &mut uni, j)?;
         }
         let ideal_bits = w.ideal_bits;
-        let kl_bits: f64 = p
-            .members
-            .par_iter()
-            .zip(&p.side.scale)
-            .filter(|(_, &sc)| sc != 0)
-            .map(|(mem, &sc)| {
-                let s2: f64 = mem
-                    .iter()
-                    .map(|&i| f64::from(p.m[i as usize]).powi(2))
-                    .sum();
-                unit_kl(s2, mem.len(), usize::from(sc))
-            })
-            .sum();
         let body = Body {
             tile: p.layout.b as u8,
             region: p.layout.r as u16,
@@ -581,7 +571,7 @@ impl StepCoder for Rcc {
                 k_max: 0,
                 skipped: p.side.scale.iter().filter(|&&s| s == 0).count(),
                 units: p.side.scale.len(),
-                kl_bits: Some(kl_bits),
+                kl_bits: Some(p.kl_bits),
             },
         })
     }
