@@ -197,7 +197,7 @@ mod tests {
         );
         assert_eq!(Setting::parse("q5L").unwrap().label(), "q5L");
         assert_eq!(Setting::parse("bpp0.5").unwrap(), Setting::Bpp(0.5));
-        for bad in ["q0", "q6", "x3", "bpp-1", "bpp", "q", "qL"] {
+        for bad in ["q0", "q8", "x3", "bpp-1", "bpp", "q", "qL"] {
             assert!(Setting::parse(bad).is_err(), "{bad}");
         }
     }

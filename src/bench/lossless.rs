@@ -1,7 +1,7 @@
 //! `ddpmc bench --lossless`: lossless sizes of ddpmc next to PNG, WebP lossless and JPEG XL,
 //! per image, with every file decoded back and compared with the source.
 //!
-//! - ddpmc: `--lossless` (the prefix of 0..=5 steps with the smallest file) and, per
+//! - ddpmc: `--lossless` (the prefix of 0..=7 steps with the smallest file) and, per
 //!   `--settings q<N>L`, a fixed progressive prefix of N steps;
 //! - PNG: the image crate's encoder at its best compression with adaptive filters;
 //! - WebP lossless: `cwebp -lossless -exact -m 6 -q 100` (where cwebp and dwebp are on PATH);

@@ -38,8 +38,9 @@ use crate::{Error, Result};
 /// Encoder options.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncodeOptions {
-    /// Quality preset 1..=5: the number of coding steps after t = 1000 on the ladder
-    /// 1000 -> 150 -> 40 -> 12 -> 4 -> 1 ([`crate::diffusion::LADDER`]). With `lossless`, 0
+    /// Quality preset 1..=7: the number of coding steps after t = 1000 on the ladder
+    /// 1000 -> 150 -> 70 -> 40 -> 20 -> 12 -> 4 -> 1 ([`crate::diffusion::LADDER`]); default 3.
+    /// With `lossless`, 0
     /// is allowed too: no steps, the LOSS chunk alone (no network at either end).
     pub quality: u8,
     /// Target bits per pixel; overrides `quality` (the file lands at or under it).
@@ -63,7 +64,7 @@ pub struct EncodeOptions {
 impl Default for EncodeOptions {
     fn default() -> Self {
         EncodeOptions {
-            quality: 2,
+            quality: 3,
             bpp: None,
             lossless: false,
             prefix_search: false,

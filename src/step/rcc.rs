@@ -348,33 +348,13 @@ fn fast_ln(x: f32) -> f32 {
     e as f32 * std::f32::consts::LN_2 + p
 }
 
-/// log q/p of a window up to a constant: the sum of x (b + alpha x) over its 8-bit values x,
-/// with eight independent partial sums so that it vectorises (encoder only: the choice may
-/// differ in the last bits from a sequential sum; the decoder never computes it).
-#[inline(always)]
-fn dot_q(a: &[i8], b: &[f32], alpha: f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(&x, y)| {
-            let x = f32::from(x);
-            x * alpha.mul_add(x, *y)
-        })
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for k in 0..8 {
-            let v = f32::from(x[k]);
-            acc[k] = v.mul_add(alpha.mul_add(v, y[k]), acc[k]);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// Scale of the search's 8-bit table: the table's values lie within +-4.5.
 const TQ_SCALE: f32 = 28.0;
+/// Largest magnitude of a chunk's 16-bit coefficients in the search: products with the 8-bit
+/// table sum to at most 1024 x 127 x 2047 < 2^31 over the largest chunk.
+const BQ_MAX: f32 = 2047.0;
+/// Candidates scored together (the search checks its stopping bound once per group).
+const GROUP: usize = 8;
 
 /// The encoder's choice of every chunk's candidate: ordered random coding, i.e. the index j
 /// maximising log q/p(candidate j) - ln T_j, T_j the arrival times of a unit-rate Poisson
@@ -404,13 +384,7 @@ fn choose(inp: &StepInput, seed: u64, p: &Plan, table: &[f32], log2n: u8) -> Vec
             }
         }
     }
-    // An 8-bit copy of the table for the search's dot products: a quarter of the memory
-    // traffic; its error (about 0.01 per value) moves log q/p by a few hundredths of a nat,
-    // far below the spread of the arrival-time term.
-    let tq: Vec<i8> = table
-        .par_iter()
-        .map(|&v| (v * TQ_SCALE).round().clamp(-127.0, 127.0) as i8)
-        .collect();
+    let search = Search::new(table);
     chunks
         .par_iter()
         .map_init(
@@ -422,54 +396,125 @@ fn choose(inp: &StepInput, seed: u64, p: &Plan, table: &[f32], log2n: u8) -> Vec
                 let count = p.side.count[u] as usize;
                 let mem = &p.members[u];
                 let alpha = -0.5 * t * t;
-                let beta: Vec<f32> = chunk_of(mem, q, count)
-                    .map(|i| (sd * f64::from(p.m[i]) / f64::from(TQ_SCALE)) as f32)
+                let beta: Vec<f64> = chunk_of(mem, q, count)
+                    .map(|i| sd * f64::from(p.m[i]) / f64::from(TQ_SCALE))
                     .collect();
                 // log q/p of any candidate is at most sum beta^2 / (4 |alpha|).
-                let bound = beta.iter().map(|&b| f64::from(b).powi(2)).sum::<f64>()
+                let bound = beta.iter().map(|&b| b * b).sum::<f64>()
                     * f64::from(TQ_SCALE * TQ_SCALE)
                     / (-4.0 * alpha);
-                let start = chunk_start(seed, n, id);
+                let top = beta.iter().fold(0f64, |a, &b| a.max(b.abs()));
+                let scale = if top > 0.0 {
+                    f64::from(BQ_MAX) / top
+                } else {
+                    1.0
+                };
+                let mut bq: Vec<i16> = beta.iter().map(|&b| (b * scale).round() as i16).collect();
+                bq.resize(beta.len().div_ceil(16) * 16, 0);
                 let e0 = (prng(seed, DOM_ENC, n as u64, 1, id, 0) % TABLE_LEN as u64) as usize;
                 let c = Cand {
-                    tq: &tq,
+                    d: beta.len(),
+                    bq: &bq,
+                    inv_scale: (1.0 / scale) as f32,
                     alpha_q: (alpha / f64::from(TQ_SCALE * TQ_SCALE)) as f32,
                     expo: &expo,
-                    beta: &beta,
-                    bound,
-                    start,
+                    bound: bound as f32,
+                    start: chunk_start(seed, n, id),
                     e0,
                 };
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                    return unsafe { scan_avx2(&c, g) };
-                }
-                scan(&c, g)
+                search.scan(&c, g)
             },
         )
         .collect()
 }
 
-/// One chunk's search: its coefficients, the tables and its two random starts.
+/// The search's copies of the table of normals: 8-bit values (a quarter of the memory
+/// traffic; their error of about 0.01 moves log q/p by a few hundredths of a nat, far below
+/// the spread of the arrival-time term), zero-padded so that 16-value loads never leave it.
+struct Search {
+    tq: Vec<i8>,
+    #[cfg(target_arch = "x86_64")]
+    avx2: bool,
+}
+
+impl Search {
+    fn new(table: &[f32]) -> Search {
+        let mut tq: Vec<i8> = table
+            .par_iter()
+            .map(|&v| (v * TQ_SCALE).round().clamp(-127.0, 127.0) as i8)
+            .collect();
+        tq.resize(tq.len() + 16, 0);
+        Search {
+            tq,
+            #[cfg(target_arch = "x86_64")]
+            avx2: std::arch::is_x86_feature_detected!("avx2"),
+        }
+    }
+
+    /// The index j < g.len() maximising log q/p(candidate j) - ln T_j (`g` is scratch space).
+    fn scan(&self, c: &Cand, g: &mut [f32]) -> u32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: the CPU has AVX2 (checked in `new`).
+            return unsafe { self.scan_avx2(c, g) };
+        }
+        arrivals(c, g);
+        self.scan_with(c, g, |o| dot(&self.tq, o, c.bq, c.d))
+    }
+
+    /// [`Search::scan`] compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn scan_avx2(&self, c: &Cand, g: &mut [f32]) -> u32 {
+        arrivals(c, g);
+        self.scan_with(c, g, |o| dot_avx2(&self.tq, o, c.bq, c.d))
+    }
+
+    /// The scan with a given window dot product (exact integers, so every version chooses
+    /// the same index).
+    #[inline(always)]
+    fn scan_with(&self, c: &Cand, g: &[f32], dot: impl Fn(usize) -> (i32, i32)) -> u32 {
+        let d = c.d;
+        let mut best = (0u32, f32::NEG_INFINITY);
+        let mut o = c.start;
+        for (j0, gg) in g.chunks(GROUP).enumerate() {
+            if gg[0] + c.bound < best.1 {
+                break;
+            }
+            for (k, &gj) in gg.iter().enumerate() {
+                let (dp, ss) = dot(o);
+                let score = dp as f32 * c.inv_scale + (c.alpha_q * ss as f32 + gj);
+                if score > best.1 {
+                    best = ((j0 * GROUP + k) as u32, score);
+                }
+                o += d;
+                if o >= TABLE_LEN {
+                    o -= TABLE_LEN;
+                }
+            }
+        }
+        best.0
+    }
+}
+
+/// One chunk's search: its 16-bit coefficients (zero-padded to a multiple of 16), the scales
+/// and its two random starts.
 struct Cand<'a> {
-    tq: &'a [i8],
+    d: usize,
+    bq: &'a [i16],
+    /// beta = bq * inv_scale in the 8-bit table's units.
+    inv_scale: f32,
     /// alpha in the 8-bit table's units.
     alpha_q: f32,
     expo: &'a [f32],
-    beta: &'a [f32],
-    bound: f64,
+    bound: f32,
     start: usize,
     e0: usize,
 }
 
-/// The index j < g.len() maximising log q/p(candidate j) - ln T_j (`g` is scratch space).
+/// -ln of the chunk's arrival times, into `g`.
 #[inline(always)]
-fn scan(c: &Cand, g: &mut [f32]) -> u32 {
-    let d = c.beta.len();
-    // The arrival times and their -ln, all at once (vectorised).
+fn arrivals(c: &Cand, g: &mut [f32]) {
     let mut arrival = 0f32;
     let mut e = c.e0;
     for v in g.iter_mut() {
@@ -480,30 +525,57 @@ fn scan(c: &Cand, g: &mut [f32]) -> u32 {
     for v in g.iter_mut() {
         *v = -fast_ln(*v);
     }
-    let mut best = (0u32, f32::NEG_INFINITY);
-    let bound = c.bound as f32;
-    let mut o = c.start;
-    for (j, &gj) in g.iter().enumerate() {
-        if gj + bound < best.1 {
-            break;
-        }
-        let score = dot_q(&c.tq[o..o + d], c.beta, c.alpha_q) + gj;
-        if score > best.1 {
-            best = (j as u32, score);
-        }
-        o += d;
-        if o >= TABLE_LEN {
-            o -= TABLE_LEN;
-        }
-    }
-    best.0
 }
 
-/// [`scan`] compiled for AVX2 and FMA.
+/// Sum of tq[o + k] bq[k] over the padded coefficients, and the sum of squares of the window
+/// tq[o..o + d].
+#[inline(always)]
+fn dot(tq: &[i8], o: usize, bq: &[i16], d: usize) -> (i32, i32) {
+    let x = &tq[o..o + bq.len()];
+    let dot = x.iter().zip(bq).map(|(&x, &b)| i32::from(x) * i32::from(b)).sum();
+    let sq = x[..d].iter().map(|&x| i32::from(x) * i32::from(x)).sum();
+    (dot, sq)
+}
+
+/// Lane masks of a chunk's last 16 values: `MASKS[16 - r..32 - r]` keeps the first r.
+static MASKS: [i16; 32] = [
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0,
+];
+
+/// [`dot`] with AVX2: 16 products per multiply-add of 16-bit pairs.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn scan_avx2(c: &Cand, g: &mut [f32]) -> u32 {
-    scan(c, g)
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(tq: &[i8], o: usize, bq: &[i16], d: usize) -> (i32, i32) {
+    use std::arch::x86_64::*;
+    debug_assert!(o + bq.len() <= tq.len() && bq.len() % 16 == 0 && bq.len() >= d);
+    let (mut acc, mut acc2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    let (px, pb) = (tq.as_ptr().add(o), bq.as_ptr());
+    let full = d / 16 * 16;
+    for k in (0..full).step_by(16) {
+        let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(px.add(k) as *const __m128i));
+        let b = _mm256_loadu_si256(pb.add(k) as *const __m256i);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, b));
+        acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(x, x));
+    }
+    if full < d {
+        let m = _mm256_loadu_si256(MASKS.as_ptr().add(16 - (d - full)) as *const __m256i);
+        let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(px.add(full) as *const __m128i));
+        let x = _mm256_and_si256(x, m);
+        let b = _mm256_loadu_si256(pb.add(full) as *const __m256i);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, b));
+        acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(x, x));
+    }
+    // Both horizontal sums at once: lanes 0-3 of `s` from acc, 4-7 from acc2.
+    let lo = _mm256_permute2x128_si256(acc, acc2, 0x20);
+    let hi = _mm256_permute2x128_si256(acc, acc2, 0x31);
+    let s = _mm256_add_epi32(lo, hi);
+    let s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0b10_11_00_01));
+    (
+        _mm256_extract_epi32(s, 0),
+        _mm256_extract_epi32(s, 4),
+    )
 }
 
 impl StepCoder for Rcc {
@@ -627,6 +699,55 @@ mod tests {
 
     /// The coded latent has the posterior's mean and variance: (z' - mu_q) / sqrt(var) is
     /// standard normal over the image; and the decoder rebuilds the encoder's latent exactly.
+    /// The integer search picks the same index with and without AVX2, and an index whose
+    /// exact log q/p - ln T is within a small tolerance of the best one.
+    #[test]
+    fn search_versions_agree_with_the_exact_score() {
+        let table = step_table(5, 2);
+        let search = Search::new(&table);
+        let expo: Vec<f32> = (0..TABLE_LEN)
+            .map(|i| -(((prng(5, DOM_ENC, 2, 0, i as u64, 0) >> 11) as f64 + 0.5) / (1u64 << 53) as f64).ln() as f32)
+            .collect();
+        let mut g = vec![0f32; 1 << 10];
+        let mut g2 = vec![0f32; 1 << 10];
+        for case in 0..60u64 {
+            let d = [1usize, 7, 16, 31, 40, 129, 1024][case as usize % 7];
+            let alpha = -0.5 * [0.3f64, 1.0, 3.0][case as usize % 3].powi(2);
+            let beta: Vec<f64> = (0..d)
+                .map(|k| crate::diffusion::normal(case, 11, 0, 0, 0, k) as f64 * 0.08)
+                .collect();
+            let top = beta.iter().fold(0f64, |a, &b| a.max(b.abs()));
+            let scale = f64::from(BQ_MAX) / top;
+            let mut bq: Vec<i16> = beta.iter().map(|&b| (b * scale).round() as i16).collect();
+            bq.resize(d.div_ceil(16) * 16, 0);
+            let c = Cand {
+                d,
+                bq: &bq,
+                inv_scale: (1.0 / scale) as f32,
+                alpha_q: alpha as f32,
+                expo: &expo,
+                bound: f32::INFINITY,
+                start: (prng(case, 1, 0, 0, 0, 0) % TABLE_LEN as u64) as usize,
+                e0: (prng(case, 2, 0, 0, 0, 0) % TABLE_LEN as u64) as usize,
+            };
+            arrivals(&c, &mut g);
+            let j = search.scan_with(&c, &g, |o| dot(&search.tq, o, c.bq, c.d));
+            assert_eq!(j, search.scan(&c, &mut g2), "case {case}");
+            // Exact scores in f64 from the 8-bit table.
+            let score = |j: usize| {
+                let o = window(c.start, j as u64, d);
+                let x = &search.tq[o..o + d];
+                x.iter()
+                    .zip(&beta)
+                    .map(|(&v, &b)| f64::from(v) * (b + alpha * f64::from(v)))
+                    .sum::<f64>()
+                    + f64::from(g[j])
+            };
+            let best = (0..g.len()).map(score).fold(f64::NEG_INFINITY, f64::max);
+            assert!(score(j as usize) > best - 1e-2 * (1.0 + best.abs()), "case {case}");
+        }
+    }
+
     #[test]
     fn fast_ln_is_accurate() {
         for i in 1..2000 {

@@ -22,10 +22,10 @@ pub struct Args {
     /// Use only the first N images.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// ddpmc settings, comma separated: quality presets q1..q5, q1L..q5L (with the lossless
+    /// ddpmc settings, comma separated: quality presets q1..q7, q1L..q7L (with the lossless
     /// stage) or bpp<X> (rate control); every decoded step of each file becomes a point, so
-    /// q5 alone measures every preset.
-    #[arg(long, value_delimiter = ',', default_value = "q5")]
+    /// q7 alone measures every preset.
+    #[arg(long, value_delimiter = ',', default_value = "q7")]
     pub settings: Vec<String>,
     /// Step coder kinds the ddpmc encoder may choose from (comma separated) [default: the
     /// encoder's default].
@@ -69,8 +69,8 @@ pub struct Args {
     #[arg(long)]
     pub lossless: bool,
     /// With --lossless: also measure these fixed progressive prefixes (comma-separated step
-    /// counts 0..=5, as `encode --lossless --quality N`).
-    #[arg(long, value_delimiter = ',', requires = "lossless", value_parser = clap::value_parser!(u8).range(0..=5))]
+    /// counts 0..=7, as `encode --lossless --quality N`).
+    #[arg(long, value_delimiter = ',', requires = "lossless", value_parser = clap::value_parser!(u8).range(0..=ddpmc::diffusion::PRESETS as i64))]
     pub prefixes: Vec<u8>,
 }
 

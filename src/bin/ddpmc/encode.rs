@@ -14,16 +14,16 @@ pub struct Args {
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Quality preset: the number of coding steps on the ladder
-    /// 1000 -> 150 -> 40 -> 12 -> 4 -> 1 (1 = smallest, 5 = best) [default: 2]. With
+    /// 1000 -> 150 -> 70 -> 40 -> 20 -> 12 -> 4 -> 1 (1 = smallest, 7 = best) [default: 3]. With
     /// --lossless it is the progressive prefix kept before the exact residual, and 0 is
     /// allowed (no steps: the smallest and fastest lossless file, decoded without a network).
-    #[arg(short, long, value_parser = clap::value_parser!(u8).range(0..=5), conflicts_with = "bpp", requires_if("0", "lossless"))]
+    #[arg(short, long, value_parser = clap::value_parser!(u8).range(0..=ddpmc::diffusion::PRESETS as i64), conflicts_with = "bpp", requires_if("0", "lossless"))]
     quality: Option<u8>,
     /// Target size in bits per pixel; the file lands at or just under it.
     #[arg(long, conflicts_with = "lossless")]
     bpp: Option<f64>,
     /// Make the decoded image bit-exact. Without --quality the encoder keeps the prefix of
-    /// coding steps (0..=5) that gives the smallest file; usually none.
+    /// coding steps (0..=7) that gives the smallest file; usually none.
     #[arg(long)]
     lossless: bool,
     /// Model weights (safetensors) [default: the built-in model].
@@ -71,7 +71,11 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     }
     let model = crate::load_model(a.model.as_deref())?;
     let opts = EncodeOptions {
-        quality: a.quality.unwrap_or(if a.lossless { 5 } else { 2 }),
+        quality: a.quality.unwrap_or(if a.lossless {
+            ddpmc::diffusion::PRESETS
+        } else {
+            EncodeOptions::default().quality
+        }),
         bpp: a.bpp,
         lossless: a.lossless,
         prefix_search: a.lossless && a.quality.is_none(),
