@@ -6,7 +6,7 @@
 //!
 //!     cargo run --release --example conv_path_timing [-- IMAGE [fast|ref|both] [tune]]
 //!
-//! `tune` calls `ddpmc::model::fast::tune_allocator()` first (glibc malloc thresholds).
+//! `tune` calls `ddpmc::model::tune_allocator()` first (glibc malloc thresholds).
 //! Default image: ../shared/data/kodak/kodim01.png. Set RAYON_NUM_THREADS to choose the thread
 //! count. CPU time is read from /proc/self/stat (Linux; 0 elsewhere).
 
@@ -112,7 +112,7 @@ fn main() -> ddpmc::Result<()> {
         .map_or("../shared/data/kodak/kodim01.png", |s| s.as_str());
     let which = args.get(1).map_or("both", |s| s.as_str());
     if args.get(2).is_some_and(|a| a == "tune") {
-        println!("tune_allocator: {}", ddpmc::model::fast::tune_allocator());
+        println!("tune_allocator: {}", ddpmc::model::tune_allocator());
     }
     let img = image::open(path)?;
     let src = img.to_rgb8();

@@ -129,7 +129,7 @@ fn flops_per_pixel_as_train_model_py() {
 
 #[test]
 fn pixel_shuffle_order_as_torch() {
-    use ddpmc::model::unet::{pixel_shuffle2, pixel_unshuffle2};
+    use ddpmc::model::{pixel_shuffle2, pixel_unshuffle2};
     // torch.nn.functional.pixel_unshuffle(torch.arange(16.).reshape(1, 2, 2, 4), 2)
     let x = Tensor::arange(0f32, 16.0, &Device::Cpu)
         .unwrap()

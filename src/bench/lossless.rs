@@ -199,7 +199,7 @@ pub fn run_lossless(
             .unwrap_or_default();
         progress(i, images.len(), &name);
         let img = image::open(path)
-            .map_err(|e| Error::Image(format!("cannot read {}: {e}", path.display())))?
+            .map_err(|e| Error::image_file(crate::FileOp::Read, path, e))?
             .to_rgb8();
         // The tools read an 8-bit RGB PNG, so that every codec codes the same samples.
         let src = tmp.join("src.png");

@@ -153,7 +153,8 @@ pub fn parse_results_csv(text: &str) -> Result<Vec<Row>> {
 
 /// Reads a `results.csv` file.
 pub fn read_results_csv(path: &Path) -> Result<Vec<Row>> {
-    let text = std::fs::read_to_string(path)?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::file(crate::FileOp::Read, path, e))?;
     parse_results_csv(&text)
 }
 

@@ -25,7 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::plot::{self, Frame};
 use super::rd::{self, Metric};
 use super::{report, Decoded, RdCodec, Row};
-use crate::{Error, Result};
+use crate::{Error, FileOp, Result};
 
 /// What to run and where to write.
 pub struct BenchConfig {
@@ -73,8 +73,7 @@ pub const IMAGE_EXTENSIONS: [&str; 12] = [
 /// Image files of `dir` (every format of [`IMAGE_EXTENSIONS`]), sorted by name, at most
 /// `limit`; other files are named in a note on stderr, not silently dropped.
 pub fn list_images(dir: &Path, limit: Option<usize>) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir)
-        .map_err(|e| Error::param(format!("dataset folder {}: {e}", dir.display())))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::file(FileOp::ReadDir, dir, e))?;
     let mut v = Vec::new();
     let mut skipped = Vec::new();
     for p in rd.filter_map(|e| e.ok().map(|e| e.path())) {
@@ -179,7 +178,7 @@ fn filmstrip_frames(decoded: &[Decoded], original: &RgbImage, name: &str) -> Vec
 pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
     let paths = list_images(&cfg.dataset, cfg.limit)?;
     let names: Vec<String> = paths.iter().map(|p| file_name(p)).collect();
-    std::fs::create_dir_all(&cfg.out)?;
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::file(FileOp::CreateDir, &cfg.out, e))?;
     let results = cfg.out.join("results.csv");
 
     let mut rows: Vec<Row> = Vec::new();
@@ -228,7 +227,9 @@ pub fn run_bench(cfg: BenchConfig) -> Result<BenchOutcome> {
 
     let mut frames = Vec::new();
     for (path, name) in paths.iter().zip(&names) {
-        let img: RgbImage = image::open(path)?.to_rgb8();
+        let img: RgbImage = image::open(path)
+            .map_err(|e| Error::image_file(FileOp::Read, path, e))?
+            .to_rgb8();
         for codec in classic {
             bar.set_message(format!("{} {name}", codec.name()));
             rows.extend(super::measure(codec.as_ref(), name, &img)?);
@@ -314,7 +315,7 @@ pub fn write_reports(
     dataset: Option<&str>,
     mut versions: BTreeMap<String, String>,
 ) -> Result<BenchOutcome> {
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::file(FileOp::CreateDir, out, e))?;
     write(&out.join("results.csv"), &report::results_csv(&rows))?;
     note_unmeasured(&rows);
     let curves = rd::mean_curves(&rows);
@@ -364,7 +365,8 @@ pub fn write_reports(
     }
     let mut reference_max_dpsnr = None;
     if let Some(r) = reference.filter(|r| r.is_file()) {
-        let table = report::parse_interp_csv(&std::fs::read_to_string(r)?)?;
+        let text = std::fs::read_to_string(r).map_err(|e| Error::file(FileOp::Read, r, e))?;
+        let table = report::parse_interp_csv(&text)?;
         let (md, worst) = report::compare_with_reference(&summary, &table);
         let text = format!(
             "# Classic codecs against {}\n\n{} images here. Largest |dPSNR|: {worst:.3} dB.\n\n{md}",

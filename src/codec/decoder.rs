@@ -2,11 +2,11 @@
 //! runs every complete STEP chunk, and reconstructs after any step.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
-use super::limits::Counted;
+use super::limits::{Counted, Progress, ProgressFn};
 use super::{lossless, Limits, Recon};
 use crate::diffusion::{start_latent, StepCoeffs};
 use crate::entropy::hex;
@@ -17,6 +17,9 @@ use crate::{Error, Result};
 
 /// A progressive decoder: push bytes as they arrive; each complete STEP chunk advances the
 /// chain by one step, after which [`Decoder::image`] gives a picture.
+///
+/// The network runs inside [`Decoder::push`], [`Decoder::image`] and [`Decoder::finish`];
+/// [`Decoder::with_progress`] sets a callback told of each network pass, which may cancel.
 pub struct Decoder<'m> {
     model: &'m dyn Denoiser,
     buf: Vec<u8>,
@@ -37,6 +40,7 @@ pub struct Decoder<'m> {
     icc: Option<Vec<u8>>,
     limits: Limits,
     passes: AtomicU64,
+    progress: Option<Mutex<ProgressFn<'m>>>,
 }
 
 impl std::fmt::Debug for Decoder<'_> {
@@ -49,6 +53,8 @@ impl std::fmt::Debug for Decoder<'_> {
             .field("finished", &self.finished)
             .field("lossless", &self.pixels.is_some())
             .field("icc_profile_bytes", &self.icc.as_ref().map(Vec::len))
+            .field("network_passes", &self.network_passes())
+            .field("progress_callback", &self.progress.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +91,42 @@ impl<'m> Decoder<'m> {
             icc: None,
             limits,
             passes: AtomicU64::new(0),
+            progress: None,
         }
+    }
+
+    /// Call `f` before each network pass with where the decode stands ([`Progress`]); when
+    /// `f` returns `false` the pass does not run and the call that asked for it
+    /// ([`Decoder::push`], [`Decoder::image`], [`Decoder::finish`]) returns
+    /// [`Error::Cancelled`].
+    ///
+    /// A cancelled decoder is not poisoned: it keeps the state of its last complete step,
+    /// and the chunk whose step was stopped stays buffered, so a later `push` (of no bytes
+    /// or more) runs that step again once `f` lets it; `image` may simply be asked again.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// # let model = ddpmc::model::default_model()?;
+    /// # let img = image::DynamicImage::new_rgb8(32, 24);
+    /// # let opts = ddpmc::EncodeOptions { quality: 3, ..Default::default() };
+    /// # let bytes = ddpmc::encode(&img, &model, &opts)?;
+    /// let stop = Arc::new(AtomicBool::new(true)); // e.g. set by a "Cancel" button
+    /// let flag = stop.clone();
+    /// let mut dec = ddpmc::Decoder::new(&model).with_progress(move |p| {
+    ///     eprintln!("network pass {} of {}", p.pass, p.passes_expected);
+    ///     !flag.load(Ordering::Relaxed)
+    /// });
+    /// let err = dec.push(&bytes).unwrap_err();
+    /// assert!(matches!(err, ddpmc::Error::Cancelled { .. }));
+    /// assert_eq!(dec.steps_done(), 1); // the first step needs no network pass
+    /// stop.store(false, Ordering::Relaxed);
+    /// assert_eq!(dec.push(&[])?, 3); // resumed: the buffered steps run
+    /// # Ok::<(), ddpmc::Error>(())
+    /// ```
+    pub fn with_progress(mut self, f: impl FnMut(Progress) -> bool + Send + 'm) -> Self {
+        self.progress = Some(Mutex::new(Box::new(f)));
+        self
     }
 
     /// The limits this decoder enforces.
@@ -98,13 +139,32 @@ impl<'m> Decoder<'m> {
         self.passes.load(Ordering::Relaxed)
     }
 
-    /// The network, counting passes against [`Limits::max_passes`].
-    fn net(&self) -> Counted<'_> {
+    /// The network, counting passes against [`Limits::max_passes`] and reporting them to
+    /// the progress callback.
+    fn net(&self) -> Counted<'_, 'm> {
+        let progress = self.progress.as_ref().map(|f| {
+            let total = self.steps_to_run();
+            let p = Progress {
+                pass: 0,
+                passes_expected: total as u64,
+                steps_done: self.steps_done,
+                steps_total: total,
+            };
+            (f, p)
+        });
         Counted {
             inner: self.model,
             used: &self.passes,
             max: self.limits.max_passes,
+            progress,
         }
+    }
+
+    /// Steps this decoder will run: the file's, or fewer under [`Decoder::set_max_steps`]
+    /// (0 before the header).
+    fn steps_to_run(&self) -> usize {
+        let total = self.steps_total().unwrap_or(0);
+        self.max_steps.map_or(total, |m| m.min(total))
     }
 
     /// Stop after `n` steps: later STEP chunks (and LOSS) are read and checked but not run.

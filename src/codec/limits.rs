@@ -8,6 +8,7 @@
 //! before any network pass runs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use crate::diffusion::RECON_LADDER;
 use crate::format;
@@ -83,14 +84,38 @@ impl Limits {
     }
 }
 
-/// The decoder's network, counting its passes and refusing one beyond `max`.
-pub(crate) struct Counted<'a> {
+/// Where a decode stands, given to a [`super::Decoder`]'s progress callback
+/// ([`super::Decoder::with_progress`]) before each network pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// The network pass about to run, counted from 1 over the decoder's lifetime.
+    pub pass: u64,
+    /// Passes needed to decode every step the decoder will run and show the result with
+    /// [`super::Recon::Denoise`]: one per step (the first step needs none, the image one).
+    /// `Flow` and `Sample` run more, so `pass` may exceed it.
+    pub passes_expected: u64,
+    /// Steps completed so far.
+    pub steps_done: usize,
+    /// Steps the decoder will run: the file's, or fewer under
+    /// [`super::Decoder::set_max_steps`].
+    pub steps_total: usize,
+}
+
+/// The progress callback: `false` stops the decode with [`Error::Cancelled`].
+pub(crate) type ProgressFn<'m> = Box<dyn FnMut(Progress) -> bool + Send + 'm>;
+
+/// The decoder's network, counting its passes and refusing one beyond `max`; before each
+/// pass it reports to the progress callback, which may cancel.
+pub(crate) struct Counted<'a, 'm> {
     pub(crate) inner: &'a dyn Denoiser,
     pub(crate) used: &'a AtomicU64,
     pub(crate) max: u64,
+    /// The callback and the progress it is told (`pass` filled in per pass).
+    pub(crate) progress: Option<(&'a Mutex<ProgressFn<'m>>, Progress)>,
 }
 
-impl Denoiser for Counted<'_> {
+impl Denoiser for Counted<'_, '_> {
     fn predict_x0(
         &self,
         z: &[f32],
@@ -99,6 +124,18 @@ impl Denoiser for Counted<'_> {
         abar: f64,
         logsnr: f64,
     ) -> Result<Vec<f32>> {
+        let done = self.used.load(Ordering::Relaxed);
+        if let Some((f, base)) = &self.progress {
+            // A callback that panicked once is still called: its state is the caller's.
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            let go = f(Progress {
+                pass: done + 1,
+                ..*base
+            });
+            if !go {
+                return Err(Error::Cancelled { passes: done });
+            }
+        }
         let n = self.used.fetch_add(1, Ordering::Relaxed);
         if n >= self.max {
             self.used.fetch_sub(1, Ordering::Relaxed);

@@ -22,7 +22,7 @@ mod recon;
 
 pub use decoder::Decoder;
 pub use inspect::{chunk_ends, inspect, ChunkInfo, FileInfo};
-pub use limits::Limits;
+pub use limits::{Limits, Progress};
 pub use rate::{preset_schedule, schedule_to};
 
 pub(crate) use convert::{crop_pred, to_image, ImageData};

@@ -19,11 +19,16 @@ pub trait Denoiser: Send + Sync {
     fn id(&self) -> [u8; 32];
 }
 
-pub mod fast;
+pub(crate) mod fast;
+// The network's NHWC kernels: public only for `benches/kernels.rs`, not part of the API.
+#[doc(hidden)]
 pub mod kernels;
-pub mod ops;
-pub mod unet;
-pub mod weights;
+pub(crate) mod ops;
+pub(crate) mod unet;
+pub(crate) mod weights;
 
+pub use fast::tune_allocator;
+#[doc(hidden)]
+pub use unet::{pixel_shuffle2, pixel_unshuffle2};
 pub use unet::{Tiling, UNet, UNetConfig};
 pub use weights::{default_model, id_hex, model_id, DEFAULT_WEIGHTS};

@@ -453,10 +453,17 @@ impl UNet {
         Ok(net)
     }
 
-    /// Load a safetensors file from disk (see [`UNet::from_safetensors_bytes`]).
+    /// Load a safetensors file from disk (see [`UNet::from_safetensors_bytes`]). A file that
+    /// cannot be read is an [`crate::Error::File`] naming `path`; a malformed one an
+    /// [`crate::Error::Model`] whose message starts with `path`.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        let bytes = std::fs::read(path.as_ref())?;
-        Self::from_safetensors_bytes(&bytes)
+        let path = path.as_ref();
+        let bytes =
+            std::fs::read(path).map_err(|e| crate::Error::file(crate::FileOp::Read, path, e))?;
+        Self::from_safetensors_bytes(&bytes).map_err(|e| match e {
+            crate::Error::Model(m) => crate::Error::Model(format!("{}: {m}", path.display())),
+            e => e,
+        })
     }
 
     /// This network without the fast NHWC path (`super::fast`): `predict_*` run [`UNet::forward`].

@@ -86,9 +86,8 @@ fn run_lossless(args: &Args) -> ddpmc::Result<()> {
         }
     };
     let rows = lossless::run_lossless(model.as_ref(), &images, &args.prefixes, &mut progress)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        ddpmc::Error::Parameter(format!("output folder {}: {e}", args.out.display()))
-    })?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| ddpmc::Error::file(ddpmc::FileOp::CreateDir, &args.out, e))?;
     let md = lossless::to_markdown(&rows, &args.dataset.display().to_string());
     crate::write_output(
         &args.out.join("lossless.csv"),

@@ -104,9 +104,8 @@ pub fn run(a: Args) -> ddpmc::Result<Outcome> {
         ReconArg::Sample => Recon::Sample,
     };
     if let Some(dir) = &a.frames {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            ddpmc::Error::Parameter(format!("frames folder {}: {e}", dir.display()))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ddpmc::Error::file(ddpmc::FileOp::CreateDir, dir, e))?;
         // Frames are step_01.png, step_02.png ...: never overwrite earlier ones unasked.
         for n in 1..=ddpmc::format::limits::MAX_STEPS {
             crate::check_overwrite(&dir.join(format!("step_{n:02}.png")), a.force)?;

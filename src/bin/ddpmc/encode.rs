@@ -153,14 +153,14 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
 fn read_image(
     path: &std::path::Path,
 ) -> ddpmc::Result<(image::DynamicImage, Option<Vec<u8>>, Vec<String>)> {
+    use ddpmc::{Error, FileOp};
     use image::ImageDecoder;
     use std::io::Read;
-    let ctx = |e: &dyn std::fmt::Display| {
-        ddpmc::Error::Image(format!("cannot read {}: {e}", crate::shown(path)))
-    };
+    let io = |e: std::io::Error| Error::file(FileOp::Read, path, e);
+    let ctx = |e: image::ImageError| Error::image_file(FileOp::Read, path, e);
     let open = || -> ddpmc::Result<Box<dyn ReadSeek>> {
         Ok(Box::new(std::io::BufReader::new(
-            std::fs::File::open(path).map_err(|e| ctx(&e))?,
+            std::fs::File::open(path).map_err(io)?,
         )))
     };
     let stdin_buf = if crate::is_std(path) {
@@ -169,7 +169,7 @@ fn read_image(
             .lock()
             .take(STDIN_MAX)
             .read_to_end(&mut buf)
-            .map_err(|e| ctx(&e))?;
+            .map_err(io)?;
         Some(buf)
     } else {
         None
@@ -182,7 +182,7 @@ fn read_image(
     };
     let mut r = image::ImageReader::new(reader()?)
         .with_guessed_format()
-        .map_err(|e| ctx(&e))?;
+        .map_err(io)?;
     let side = ddpmc::format::limits::MAX_SIDE;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(side);
@@ -191,13 +191,10 @@ fn read_image(
     limits.max_alloc = Some(ddpmc::format::limits::MAX_PIXELS * 8 + (64 << 20));
     r.limits(limits.clone());
     let format = r.format();
-    let mut dec = r.into_decoder().map_err(|e| ctx(&e))?;
-    let icc = dec
-        .icc_profile()
-        .map_err(|e| ctx(&e))?
-        .filter(|p| !p.is_empty());
-    let orientation = dec.orientation().map_err(|e| ctx(&e))?;
-    let mut img = image::DynamicImage::from_decoder(dec).map_err(|e| ctx(&e))?;
+    let mut dec = r.into_decoder().map_err(ctx)?;
+    let icc = dec.icc_profile().map_err(ctx)?.filter(|p| !p.is_empty());
+    let orientation = dec.orientation().map_err(ctx)?;
+    let mut img = image::DynamicImage::from_decoder(dec).map_err(ctx)?;
     let mut notices = Vec::new();
     if orientation != image::metadata::Orientation::NoTransforms {
         img.apply_orientation(orientation);
@@ -208,8 +205,8 @@ fn read_image(
         ));
     }
     if format == Some(image::ImageFormat::Gif) {
-        let mut g = image::codecs::gif::GifDecoder::new(reader()?).map_err(|e| ctx(&e))?;
-        g.set_limits(limits).map_err(|e| ctx(&e))?;
+        let mut g = image::codecs::gif::GifDecoder::new(reader()?).map_err(ctx)?;
+        g.set_limits(limits).map_err(ctx)?;
         use image::AnimationDecoder;
         if g.into_frames().take(2).count() > 1 {
             notices.push("animated GIF: only its first frame is coded".into());

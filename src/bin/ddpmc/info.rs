@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use ddpmc::codec::inspect;
-use ddpmc::entropy::hex;
+use ddpmc::model::id_hex as hex;
 
 /// Show what a .ddpmc file holds.
 #[derive(clap::Args)]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ddpmc::model::{default_model, Denoiser, UNet};
+use ddpmc::{Error, FileOp};
 
 mod bench;
 mod decode;
@@ -65,20 +66,16 @@ pub(crate) fn write_atomic(out: &Path, bytes: &[u8], replace: bool) -> ddpmc::Re
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp: PathBuf = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let io = |what: &str, p: &Path, e: std::io::Error| {
-        ddpmc::Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("{what} {}: {e}", p.display()),
-        ))
-    };
     let r = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
+        let mut f =
+            std::fs::File::create(&tmp).map_err(|e| Error::file(FileOp::Create, &tmp, e))?;
         f.write_all(bytes)
-            .map_err(|e| io("cannot write", &tmp, e))?;
-        f.sync_all().map_err(|e| io("cannot write", &tmp, e))?;
+            .map_err(|e| Error::file(FileOp::Write, &tmp, e))?;
+        f.sync_all()
+            .map_err(|e| Error::file(FileOp::Write, &tmp, e))?;
         drop(f);
         if replace {
-            return std::fs::rename(&tmp, out).map_err(|e| io("cannot rename onto", out, e));
+            return std::fs::rename(&tmp, out).map_err(|e| Error::file(FileOp::Rename, out, e));
         }
         match std::fs::hard_link(&tmp, out) {
             Ok(()) => Ok(()),
@@ -90,9 +87,9 @@ pub(crate) fn write_atomic(out: &Path, bytes: &[u8], replace: bool) -> ddpmc::Re
             }
             // A file system without hard links: check, then rename.
             Err(_) if !out.exists() => {
-                std::fs::rename(&tmp, out).map_err(|e| io("cannot rename onto", out, e))
+                std::fs::rename(&tmp, out).map_err(|e| Error::file(FileOp::Rename, out, e))
             }
-            Err(e) => Err(io("cannot link onto", out, e)),
+            Err(e) => Err(Error::file(FileOp::Rename, out, e)),
         }
     })();
     let _ = std::fs::remove_file(&tmp);
@@ -170,10 +167,7 @@ pub(crate) fn check_writable(out: &Path) -> ddpmc::Result<()> {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
-        Err(e) => Err(ddpmc::Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("cannot write into {}: {e}", dir.display()),
-        ))),
+        Err(e) => Err(Error::file(FileOp::WriteInto, dir, e)),
     }
 }
 
@@ -186,12 +180,7 @@ const MAX_FILE: u64 = 1 << 32;
 /// once instead of filling memory. Errors name the path.
 pub(crate) fn read_ddpmc(path: &Path) -> ddpmc::Result<Vec<u8>> {
     use std::io::Read;
-    let io = |e: std::io::Error| {
-        ddpmc::Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("cannot read {}: {e}", shown(path)),
-        ))
-    };
+    let io = |e: std::io::Error| Error::file(FileOp::Read, path, e);
     let mut f: Box<dyn Read> = if is_std(path) {
         Box::new(std::io::stdin().lock())
     } else {
@@ -257,12 +246,10 @@ pub(crate) fn write_output(out: &Path, bytes: &[u8], replace: bool) -> ddpmc::Re
     if is_std(out) {
         use std::io::Write;
         let mut o = std::io::stdout().lock();
-        return o.write_all(bytes).and_then(|()| o.flush()).map_err(|e| {
-            ddpmc::Error::Io(std::io::Error::new(
-                e.kind(),
-                format!("cannot write standard output: {e}"),
-            ))
-        });
+        return o
+            .write_all(bytes)
+            .and_then(|()| o.flush())
+            .map_err(|e| Error::file(FileOp::Write, out, e));
     }
     write_atomic(out, bytes, replace)
 }
@@ -293,7 +280,7 @@ pub(crate) fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
 fn main() -> ExitCode {
     // The network allocates and frees large buffers on every call; keeping them mapped
     // saves about 10 % of decode CPU time (doc/SPEED.md). Output does not change.
-    ddpmc::model::fast::tune_allocator();
+    ddpmc::model::tune_allocator();
     let cli = Cli::parse();
     let mut partial = false;
     if let Some(n) = cli.threads {

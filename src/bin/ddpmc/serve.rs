@@ -156,9 +156,8 @@ fn collect(inputs: &[PathBuf]) -> ddpmc::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in inputs {
         if p.is_dir() {
-            let rd = std::fs::read_dir(p).map_err(|e| {
-                ddpmc::Error::Parameter(format!("cannot read folder {}: {e}", p.display()))
-            })?;
+            let rd = std::fs::read_dir(p)
+                .map_err(|e| ddpmc::Error::file(ddpmc::FileOp::ReadDir, p, e))?;
             let mut v: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| f.extension().is_some_and(|e| e == "ddpmc"))

@@ -1,8 +1,8 @@
 //! The lossless end (SPEC §10): the LOSS chunk's residual coders, by kind.
 //!
-//! * kind 1 ([`kind1`]): the residual against the network's reconstruction, classes under
+//! * kind 1 (`kind1.rs`): the residual against the network's reconstruction, classes under
 //!   adaptive frequency models and uniform low bits (format 2; still decoded).
-//! * kind 2 ([`kind2`]): a colour transform, a self-correcting weighted predictor over causal
+//! * kind 2 (`kind2.rs`): a colour transform, a self-correcting weighted predictor over causal
 //!   neighbours (plus the reconstruction where a chain prefix exists), and binary adaptive
 //!   models; with no prefix it needs no network.
 
