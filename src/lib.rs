@@ -9,7 +9,7 @@
 //!
 //! ### Encode and decode
 //!
-//! [`encode`] codes an image at a quality preset (1..=5: the number of coding steps,
+//! [`encode`] codes an image at a quality preset (1..=7: the number of coding steps,
 //! [`EncodeOptions::quality`]) or at a target rate ([`EncodeOptions::bpp`]); [`decode`] gives
 //! it back. Both take the network as a [`model::Denoiser`]; load it once and reuse it.
 //!
