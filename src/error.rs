@@ -13,7 +13,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
     /// An operation on a named file or folder failed; the I/O error is kept as the
     /// [`std::error::Error::source`].
-    #[error("cannot {op} {}: {source}", shown(path))]
+    #[error("cannot {op} {}: {source}", shown(path, *op))]
     File {
         /// What was being done.
         op: FileOp,
@@ -25,7 +25,7 @@ pub enum Error {
     },
     /// A named image file could not be read or written by the image crate; its error is kept
     /// as the source.
-    #[error("cannot {op} image {}: {source}", shown(path))]
+    #[error("cannot {op} image {}: {source}", shown(path, *op))]
     ImageFile {
         /// What was being done.
         op: FileOp,
@@ -108,10 +108,14 @@ impl fmt::Display for FileOp {
     }
 }
 
-/// A path for messages: `-` is shown as standard input/output.
-fn shown(path: &Path) -> String {
+/// A path for messages: `-` is shown as standard input (reading) or standard output.
+fn shown(path: &Path, op: FileOp) -> String {
     if path.as_os_str() == "-" {
-        "standard input/output".to_string()
+        if op == FileOp::Read {
+            "standard input".to_string()
+        } else {
+            "standard output".to_string()
+        }
     } else {
         path.display().to_string()
     }
@@ -194,11 +198,10 @@ mod tests {
         let src = std::error::Error::source(&e).expect("source");
         let io = src.downcast_ref::<std::io::Error>().expect("an io::Error");
         assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
-        let stdin = Error::file(FileOp::Write, "-", std::io::Error::other("pipe"));
-        assert_eq!(
-            stdin.to_string(),
-            "cannot write standard input/output: pipe"
-        );
+        let stdout = Error::file(FileOp::Write, "-", std::io::Error::other("pipe"));
+        assert_eq!(stdout.to_string(), "cannot write standard output: pipe");
+        let stdin = Error::file(FileOp::Read, "-", std::io::Error::other("closed"));
+        assert_eq!(stdin.to_string(), "cannot read standard input: closed");
         assert_eq!(Error::param("x").path(), None);
     }
 }

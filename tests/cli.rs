@@ -345,6 +345,17 @@ fn hostile_inputs_fail_at_once() {
             );
         }
     }
+    // An empty file or an empty standard input (closed at once by `output()`) is named as
+    // such.
+    let empty = tmp("empty.ddpmc");
+    std::fs::write(&empty, b"").unwrap();
+    let png = tmp("empty-out.png");
+    for (input, name) in [(s(&empty), s(&empty)), ("-", "standard input")] {
+        let o = ddpmc(&["decode", input, "-o", s(&png), "--model", TINY], None);
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("{name} is empty")), "{err}");
+    }
     // --steps 0 is a usage error, not a file error.
     let o = ddpmc(&["decode", "x.ddpmc", "--steps", "0"], None);
     assert_eq!(o.status.code(), Some(2));

@@ -183,6 +183,7 @@ pub(crate) fn encode_resumable(
     let npx = (g.h * g.w) as f64;
     for n in first..nsteps {
         progress(n, nsteps + usize::from(lossless));
+        let started = std::time::Instant::now();
         let (pt, ps) = (schedule[n], schedule[n + 1]);
         if let Some(xh) = next_xhat.take() {
             net_xhat = Some(xh);
@@ -270,6 +271,7 @@ pub(crate) fn encode_resumable(
             skipped_blocks: st.skipped,
             blocks: st.units,
             kl_bits: st.kl_bits,
+            seconds: started.elapsed().as_secs_f64(),
         });
     }
     let (bytes, loss_bytes) = if lossless {

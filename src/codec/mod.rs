@@ -114,6 +114,9 @@ pub struct StepReport {
     /// Reverse-channel-coded steps (kind 3): the KL divergence of the coded targets from
     /// their priors in bits, the cost of an ideal Gaussian channel for the same units.
     pub kl_bits: Option<f64>,
+    /// Wall-clock seconds the encoder spent on this step: the network pass at its start point,
+    /// every coder tried and, when several were, their decoded estimates.
+    pub seconds: f64,
 }
 
 /// What `encode_with_report` tells besides the bytes.

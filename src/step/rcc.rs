@@ -532,7 +532,11 @@ fn arrivals(c: &Cand, g: &mut [f32]) {
 #[inline(always)]
 fn dot(tq: &[i8], o: usize, bq: &[i16], d: usize) -> (i32, i32) {
     let x = &tq[o..o + bq.len()];
-    let dot = x.iter().zip(bq).map(|(&x, &b)| i32::from(x) * i32::from(b)).sum();
+    let dot = x
+        .iter()
+        .zip(bq)
+        .map(|(&x, &b)| i32::from(x) * i32::from(b))
+        .sum();
     let sq = x[..d].iter().map(|&x| i32::from(x) * i32::from(x)).sum();
     (dot, sq)
 }
@@ -572,10 +576,7 @@ unsafe fn dot_avx2(tq: &[i8], o: usize, bq: &[i16], d: usize) -> (i32, i32) {
     let s = _mm256_add_epi32(lo, hi);
     let s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0b01_00_11_10));
     let s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0b10_11_00_01));
-    (
-        _mm256_extract_epi32(s, 0),
-        _mm256_extract_epi32(s, 4),
-    )
+    (_mm256_extract_epi32(s, 0), _mm256_extract_epi32(s, 4))
 }
 
 impl StepCoder for Rcc {
@@ -706,7 +707,10 @@ mod tests {
         let table = step_table(5, 2);
         let search = Search::new(&table);
         let expo: Vec<f32> = (0..TABLE_LEN)
-            .map(|i| -(((prng(5, DOM_ENC, 2, 0, i as u64, 0) >> 11) as f64 + 0.5) / (1u64 << 53) as f64).ln() as f32)
+            .map(|i| {
+                -(((prng(5, DOM_ENC, 2, 0, i as u64, 0) >> 11) as f64 + 0.5) / (1u64 << 53) as f64)
+                    .ln() as f32
+            })
             .collect();
         let mut g = vec![0f32; 1 << 10];
         let mut g2 = vec![0f32; 1 << 10];
@@ -744,7 +748,10 @@ mod tests {
                     + f64::from(g[j])
             };
             let best = (0..g.len()).map(score).fold(f64::NEG_INFINITY, f64::max);
-            assert!(score(j as usize) > best - 1e-2 * (1.0 + best.abs()), "case {case}");
+            assert!(
+                score(j as usize) > best - 1e-2 * (1.0 + best.abs()),
+                "case {case}"
+            );
         }
     }
 

@@ -226,8 +226,8 @@ pub fn run(a: Args) -> ddpmc::Result<Outcome> {
         };
         eprintln!(
             "{} -> {}: {}x{}, {done}{}",
-            crate::shown(&a.input),
-            crate::shown(&out),
+            crate::shown(&a.input, true),
+            crate::shown(&out, false),
             img.width(),
             img.height(),
             if d.is_lossless() {

@@ -102,7 +102,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         let px = f64::from(img.width()) * f64::from(img.height());
         for (i, r) in rep.steps.iter().enumerate() {
             eprintln!(
-                "step {}: t {:.0} -> {:.0}, coder {}, block {}, K {}, {} bytes ({:.4} bpp, side information {:.1} %, {}/{} units skipped){}",
+                "step {}: t {:.0} -> {:.0}, coder {}, block {}, K {}, {} bytes ({:.4} bpp, side information {:.1} %, {}/{} units skipped, {:.2} s){}",
                 i + 1,
                 r.t_start,
                 r.t_end,
@@ -114,6 +114,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
                 100.0 * r.side_bits / r.ideal_bits.max(1e-9),
                 r.skipped_blocks,
                 r.blocks,
+                r.seconds,
                 r.kl_bits.map_or(String::new(), |kl| format!(
                     "; KL of the coded units {:.4} bpp, real bits {:.2}x the KL",
                     kl / px,
@@ -129,8 +130,8 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
         let px = f64::from(img.width()) * f64::from(img.height());
         eprintln!(
             "{} -> {}: {} bytes, {:.4} bpp, {} step{}{}",
-            crate::shown(&a.input),
-            crate::shown(&out),
+            crate::shown(&a.input, true),
+            crate::shown(&out, false),
             bytes.len(),
             bytes.len() as f64 * 8.0 / px,
             rep.steps.len(),

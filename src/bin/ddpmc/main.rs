@@ -191,10 +191,16 @@ pub(crate) fn read_ddpmc(path: &Path) -> ddpmc::Result<Vec<u8>> {
         .take(ddpmc::format::PREAMBLE_LEN as u64)
         .read_to_end(&mut bytes)
         .map_err(io)?;
+    if bytes.is_empty() {
+        return Err(ddpmc::Error::Format(format!(
+            "{} is empty",
+            shown(path, true)
+        )));
+    }
     if !ddpmc::format::SIGNATURE.starts_with(&bytes[..bytes.len().min(8)]) {
         return Err(ddpmc::Error::Format(format!(
             "{} is not a ddpmc file (signature mismatch)",
-            shown(path)
+            shown(path, true)
         )));
     }
     (&mut f)
@@ -204,7 +210,7 @@ pub(crate) fn read_ddpmc(path: &Path) -> ddpmc::Result<Vec<u8>> {
     if bytes.len() as u64 > MAX_FILE {
         return Err(ddpmc::Error::Limits(format!(
             "{} is larger than {MAX_FILE} bytes",
-            shown(path)
+            shown(path, true)
         )));
     }
     Ok(bytes)
@@ -231,10 +237,12 @@ pub(crate) fn is_std(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
-/// A path for messages: `-` is shown as standard input/output.
-pub(crate) fn shown(path: &Path) -> String {
-    if is_std(path) {
-        "standard input/output".to_string()
+/// A path for messages: `-` is shown as standard input (`input`) or standard output.
+pub(crate) fn shown(path: &Path, input: bool) -> String {
+    if is_std(path) && input {
+        "standard input".to_string()
+    } else if is_std(path) {
+        "standard output".to_string()
     } else {
         path.display().to_string()
     }
