@@ -129,6 +129,92 @@ fn decode_options_frames_steps_info() {
 }
 
 #[test]
+fn one_step_files_are_reported_in_the_singular_and_extra_steps_get_a_notice() {
+    let coded = tmp("one_step.ddpmc");
+    let enc = encode_tiny("samples/kodim08_gray.png", &coded, &["-q", "1"]);
+    let err = String::from_utf8_lossy(&enc.stderr);
+    assert!(err.contains(" 1 step") && !err.contains("1 steps"), "{err}");
+    let dec = ok(&[
+        "decode",
+        s(&coded),
+        "-o",
+        s(&tmp("one_step.png")),
+        "--model",
+        TINY,
+        "--steps",
+        "5",
+        "--force",
+    ]);
+    let err = String::from_utf8_lossy(&dec.stderr);
+    assert!(err.contains("--steps 5, but the file has 1 step"), "{err}");
+    assert!(!err.contains("1 steps"), "{err}");
+}
+
+#[test]
+fn every_file_error_names_its_path() {
+    let missing = tmp("no-such-folder");
+    let coded = tmp("named.ddpmc");
+    encode_tiny("samples/kodim08_gray.png", &coded, &["-q", "2"]);
+    let a_file = tmp("a-file");
+    std::fs::write(&a_file, b"x").unwrap();
+    let input = missing.join("in.png");
+    let model = missing.join("m.safetensors");
+    let out_dir = missing.join("x.ddpmc");
+    let frames = a_file.join("frames");
+    let png = tmp("named.png");
+    let cases: [(Vec<&str>, String); 4] = [
+        (
+            vec!["encode", s(&input), "-o", s(&coded), "--force"],
+            format!("cannot read {}", input.display()),
+        ),
+        (
+            vec![
+                "encode",
+                "samples/kodim08_gray.png",
+                "-o",
+                s(&coded),
+                "--model",
+                s(&model),
+                "--force",
+            ],
+            format!("cannot read {}", model.display()),
+        ),
+        (
+            vec![
+                "encode",
+                "samples/kodim08_gray.png",
+                "-o",
+                s(&out_dir),
+                "--model",
+                TINY,
+            ],
+            format!("cannot write into {}", missing.display()),
+        ),
+        (
+            vec![
+                "decode",
+                s(&coded),
+                "-o",
+                s(&png),
+                "--model",
+                TINY,
+                "--frames",
+                s(&frames),
+                "--force",
+            ],
+            format!("cannot create folder {}", frames.display()),
+        ),
+    ];
+    for (args, want) in cases {
+        let o = ddpmc(&args, None);
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&want), "{args:?}: {err}");
+    }
+    assert!(!png.exists());
+}
+
+#[test]
 fn errors_leave_no_output() {
     let coded = tmp("err.ddpmc");
     ok(&[

@@ -199,7 +199,11 @@ pub fn run(a: Args) -> ddpmc::Result<Outcome> {
         }));
     }
     if let Some(n) = steps.filter(|&n| n > total) {
-        eprintln!("notice: --steps {n}, but the file has {total} step(s): decoded them all");
+        eprintln!(
+            "notice: --steps {n}, but the file has {total} step{}: decoded {}",
+            if total == 1 { "" } else { "s" },
+            if total == 1 { "it" } else { "them all" }
+        );
     }
     if !d.is_finished() && !stopped && !partial {
         partial = true;
