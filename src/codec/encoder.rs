@@ -9,6 +9,7 @@ use crate::format::{self, kind, Header, LossChunk, StepChunk};
 use crate::model::Denoiser;
 use crate::step::{self, Coded, Geometry, StepInput};
 use crate::Result;
+use rayon::prelude::*;
 
 /// Chain-wide encoder settings.
 #[derive(Clone, Copy)]
@@ -20,7 +21,7 @@ pub(crate) struct ChainOpts<'a> {
     pub prefix_search: bool,
     /// PRNG seed.
     pub seed: u64,
-    /// Coder kinds the encoder may choose from (empty: [`step::default_coders`]).
+    /// Coder kinds the encoder may choose from (empty: [`step::DEFAULT_CODERS`]).
     pub coders: &'a [u8],
     /// The source's ICC profile, carried in an `iccp` chunk after HEAD.
     pub icc: Option<&'a [u8]>,
@@ -70,10 +71,10 @@ pub(crate) fn encode_resumable(
     keep: bool,
 ) -> Result<Encoded> {
     let (lossless, seed) = (opts.lossless, opts.seed);
-    // The coders allowed at a step that starts at t.
-    let coders_at = |t: f64| -> Vec<&dyn step::StepCoder> {
+    // The coders allowed at a step (the same at every step).
+    let coders_at = || -> Vec<&dyn step::StepCoder> {
         let allowed = if opts.coders.is_empty() {
-            step::default_coders(t)
+            step::DEFAULT_CODERS
         } else {
             opts.coders
         };
@@ -83,7 +84,7 @@ pub(crate) fn encode_resumable(
             .filter(|c| allowed.contains(&c.kind()))
             .collect()
     };
-    if !opts.coders.is_empty() && coders_at(0.0).is_empty() {
+    if !opts.coders.is_empty() && coders_at().is_empty() {
         return Err(crate::Error::param(format!(
             "step coder kinds {:?} (this encoder knows {:?})",
             opts.coders,
@@ -218,13 +219,20 @@ pub(crate) fn encode_resumable(
             levels: &levels,
         };
         // With several coders, the choice is by rate and distortion.
-        let here = coders_at(pt.t);
+        let here = coders_at();
         let rd = here.len() > 1;
-        let mut best: Option<(u8, Coded, f64, Option<Vec<f32>>)> = None;
-        for c in &here {
-            let coded = c.encode(&inp, &x)?;
-            let bits = coded.body.len() as f64 * 8.0;
-            let (cost, xh) = if rd {
+        // Every allowed coder codes the step (and, to compare, the network estimates its end
+        // point), side by side on the thread pool: one coder's serial parts overlap the
+        // other's. The choice does not depend on the order they finish in.
+        let file_bits = out.len() as f64 * 8.0;
+        let tried: Vec<(u8, Coded, f64, Option<Vec<f32>>)> = here
+            .par_iter()
+            .map(|c| -> Result<_> {
+                let coded = c.encode(&inp, &x)?;
+                let bits = coded.body.len() as f64 * 8.0;
+                if !rd {
+                    return Ok((c.kind(), coded, bits, None));
+                }
                 let xh = super::denoise(model, &coded.z, &ps, &g)?;
                 let mut se = 0f64;
                 for ch in 0..3 {
@@ -237,15 +245,15 @@ pub(crate) fn encode_resumable(
                 }
                 let mse = (se / (3.0 * npx)).max(1e-12);
                 let psnr = 10.0 * (4.0 / mse).log10();
-                (
-                    (out.len() as f64 * 8.0 + bits).ln() - psnr / step::RD_DB_PER_LN,
-                    Some(xh),
-                )
-            } else {
-                (bits, None)
-            };
-            if best.as_ref().map_or(true, |b| cost < b.2) {
-                best = Some((c.kind(), coded, cost, xh));
+                let cost = (file_bits + bits).ln() - psnr / step::RD_DB_PER_LN;
+                Ok((c.kind(), coded, cost, Some(xh)))
+            })
+            .collect::<Result<_>>()?;
+        // The first of the cheapest, in the order of `here`.
+        let mut best: Option<(u8, Coded, f64, Option<Vec<f32>>)> = None;
+        for t in tried {
+            if best.as_ref().map_or(true, |b| t.2 < b.2) {
+                best = Some(t);
             }
         }
         let (kind_n, coded, _, xh) = best.expect("at least one coder");

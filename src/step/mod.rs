@@ -134,20 +134,12 @@ pub(crate) trait StepCoder: Sync {
 /// Every coder this build knows, by kind.
 pub(crate) static CODERS: [&dyn StepCoder; 3] = [&uq::Uq, &tuq::TransformUq, &rcc::Rcc::DEFAULT];
 
-/// The kinds the encoder chooses from by default, by rate and distortion (SPEC §12), at a step
-/// that starts at `t`: kinds 2 and 3 at the low-SNR steps (t >= [`KIND3_FROM_T`]), kind 2
-/// below. Kind 1 is used only when asked for: kind 2 codes the same steps in fewer bits.
-pub(crate) fn default_coders(t: f64) -> &'static [u8] {
-    if t >= KIND3_FROM_T {
-        &[2, 3]
-    } else {
-        &[2]
-    }
-}
-
-/// By default kind 3 is tried only on steps that start at t >= this: below it, at high SNR,
-/// it was not chosen on the tuning images and its search costs encode time.
-pub(crate) const KIND3_FROM_T: f64 = 40.0;
+/// The kinds the encoder chooses from by default, by rate and distortion (SPEC §12), at every
+/// step. Kind 1 is used only when asked for: kind 2 codes the same steps in fewer bits. (Kind 3
+/// was once tried only on steps that start at t >= 40; on the tuning images, with the ladder
+/// of [`crate::diffusion::LADDER`], it is also chosen at 20 -> 12 and pays there:
+/// `results/ladder-sweep/tune-coders-per-step.txt`.)
+pub(crate) const DEFAULT_CODERS: &[u8] = &[2, 3];
 
 /// Weight of the distortion in the encoder's choice of coder (SPEC §12): the coder with the
 /// smallest ln(bits of the file so far) - PSNR / RD_DB_PER_LN is kept, PSNR that of the
