@@ -293,6 +293,55 @@ fn malformed_weights_are_errors() {
     }
 }
 
+/// `model::load` dispatches on the config's `"arch"`: absent or `"unet-v1"` is the U-Net (the
+/// same network and id either way as `UNet`), anything else is refused by name, never run as
+/// a U-Net.
+#[test]
+fn models_load_by_architecture() {
+    let (ts, cfg) = tiny_tensors();
+    let plain = safetensors(&ts, &[("config", &cfg)]);
+    let named = safetensors(
+        &ts,
+        &[("config", &cfg.replace("}", ",\"arch\":\"unet-v1\"}"))],
+    );
+    let other = safetensors(
+        &ts,
+        &[("config", &cfg.replace("}", ",\"arch\":\"dit-s\"}"))],
+    );
+    assert_eq!(ddpmc::model::architecture(&plain).unwrap(), "unet-v1");
+    assert_eq!(ddpmc::model::architecture(&named).unwrap(), "unet-v1");
+    assert_eq!(ddpmc::model::architecture(&other).unwrap(), "dit-s");
+    let z = latent(16, 16, 3);
+    for bytes in [&plain, &named] {
+        let net = ddpmc::model::load(bytes).unwrap();
+        let unet = UNet::from_safetensors_bytes(bytes).unwrap();
+        assert_eq!(net.id(), unet.id());
+        assert_eq!(
+            net.predict_x0(&z, 16, 16, 0.3, (0.3f64 / 0.7).ln())
+                .unwrap(),
+            unet.predict_x0(&z, 16, 16, 0.3, (0.3f64 / 0.7).ln())
+                .unwrap()
+        );
+    }
+    let e = ddpmc::model::load(&other)
+        .err()
+        .expect("unknown architecture loaded");
+    assert!(e.to_string().contains("dit-s"), "{e}");
+    assert!(UNet::from_safetensors_bytes(&other).is_err());
+    // From a file: errors name the path.
+    let dir = std::env::temp_dir().join(format!("ddpmc-arch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dit.safetensors");
+    std::fs::write(&path, &other).unwrap();
+    let e = ddpmc::model::load_file(&path).err().unwrap();
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+    let missing = dir.join("none.safetensors");
+    assert_eq!(
+        ddpmc::model::load_file(&missing).err().unwrap().path(),
+        Some(missing.as_path())
+    );
+}
+
 #[test]
 fn bad_inputs_are_errors() {
     let net = UNet::from_safetensors_bytes(&tiny_bytes()).unwrap();

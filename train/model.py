@@ -97,6 +97,11 @@ class UNet(nn.Module):
         super().__init__()
         cfg = dict(DEFAULT_CONFIG)
         cfg.update(config or {})
+        # "arch" names the network (src/model/mod.rs, ARCHITECTURES); absent = "unet-v1", the
+        # only one so far. Exports keep the key only when the config had it, so the shipped
+        # model's bytes (and id) do not change.
+        if cfg.get("arch", "unet-v1") != "unet-v1":
+            raise ValueError(f"arch {cfg['arch']!r}: train/model.py builds only 'unet-v1'")
         self.config = cfg
         ch = cfg["channels"]
         nb = cfg["blocks"]

@@ -60,7 +60,7 @@ const MAX_EMB: usize = 4096;
 impl UNetConfig {
     /// Parse the JSON config of the safetensors metadata. All four keys are required (a model
     /// file names its whole architecture, whatever the defaults of this version); unknown keys
-    /// are refused.
+    /// are refused. The optional key `"arch"` must be [`super::ARCH_UNET_V1`] (absent means it).
     pub fn from_json(text: &str) -> Result<Self> {
         let bad = |m: String| Error::Model(format!("invalid model config {text:?}: {m}"));
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
@@ -89,6 +89,8 @@ impl UNetConfig {
                 "blocks" => cfg.blocks = uint(val)?,
                 "emb_freqs" => cfg.emb_freqs = uint(val)?,
                 "emb_dim" => cfg.emb_dim = uint(val)?,
+                "arch" if val.as_str() == Some(super::ARCH_UNET_V1) => {}
+                "arch" => return Err(bad(format!("arch {val} is not this network's"))),
                 _ => return Err(bad(format!("unknown key {key:?}"))),
             }
         }

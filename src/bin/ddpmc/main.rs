@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ddpmc::model::{default_model, Denoiser, UNet};
+use ddpmc::model::{default_model, Denoiser};
 use ddpmc::{Error, FileOp};
 
 mod bench;
@@ -43,10 +43,11 @@ enum Command {
     Serve(serve::Args),
 }
 
-/// The network: the built-in default model, or the safetensors file at `path`.
+/// The network: the built-in default model, or the safetensors file at `path` (any
+/// architecture this build knows: `ddpmc::model::load_file`).
 pub(crate) fn load_model(path: Option<&Path>) -> ddpmc::Result<Box<dyn Denoiser>> {
     Ok(match path {
-        Some(p) => Box::new(UNet::from_file(p)?),
+        Some(p) => ddpmc::model::load_file(p)?,
         None => Box::new(default_model()?),
     })
 }
