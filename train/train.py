@@ -200,6 +200,13 @@ def main():
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--config", default="", help="JSON dict overriding the model config")
+    ap.add_argument("--bf16", action="store_true",
+                    help="on a CUDA device: forward and loss under bf16 autocast (weights, optimiser and EMA "
+                         "stay float32); ignored on the CPU")
+    ap.add_argument("--auto-decay", type=float, default=None, metavar="FRAC",
+                    help="with --minutes: after the warm-up, measure the speed and set --decay-start / "
+                         "--decay-end so that the cosine decay covers the last FRAC of the run's projected "
+                         "steps and ends with it (for a run of fixed time, e.g. train/gpu.sh)")
     ap.add_argument("--init-weights", default=None,
                     help="exported safetensors (e.g. models/default.safetensors) to start a new run from: "
                          "loaded into the model and the EMA, with a fresh optimiser; the step count starts "
@@ -289,7 +296,22 @@ def main():
 
     if eval_set is not None and init_sd is not None and step == 0:
         evaluate_ema()  # the starting point of a run from exported weights
+    use_bf16 = args.bf16 and dev.type == "cuda"
+    if args.bf16 and not use_bf16:
+        print("--bf16 ignored: no CUDA device", flush=True)
+    if use_bf16:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    auto_at = start_step + max(args.warmup, 50) if args.auto_decay else None
     while step < args.steps and (elapsed - start_elapsed) < args.minutes * 60:
+        if auto_at is not None and step == auto_at:
+            rate = (step - start_step) / max(1e-9, elapsed - start_elapsed)
+            total = step + int(rate * (args.minutes * 60 - (elapsed - start_elapsed)) * 0.97)
+            args.decay_end = min(total, args.steps)
+            args.decay_start = int(args.decay_end - args.auto_decay * (args.decay_end - start_step))
+            print(f"auto decay: {rate:.2f} steps/s, cosine from step {args.decay_start} to {args.decay_end}",
+                  flush=True)
+            auto_at = None
         lr = lr_at(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -301,8 +323,9 @@ def main():
         z = torch.cat([zc, zg], 0)
         v = D.v_target(x, z, lam)
         z, v, lam_d = z.to(dev), v.to(dev), lam.float().to(dev)
-        pred = model(z, lam_d)
-        per = ((pred - v) ** 2).mean(dim=(1, 2, 3))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+            pred = model(z, lam_d)
+        per = ((pred.float() - v) ** 2).mean(dim=(1, 2, 3))
         loss = per.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
