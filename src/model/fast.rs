@@ -14,11 +14,11 @@
 //! bound the difference.
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::{Conv2d, Linear};
 
 use super::kernels::Kernel;
 use super::ops::{self, Conv};
-use super::unet::{NoiseEmbedding, UNetConfig};
+use super::unet::{ChanNorm, NoiseEmbedding, ResBlock, UNet};
 
 /// A convolution and its bias.
 #[derive(Debug, Clone)]
@@ -28,18 +28,15 @@ struct FastConv {
 }
 
 impl FastConv {
-    /// Loads `weight` `[cout, cin', k, k]` and `bias` `[cout]` under `vb`.
-    fn new(vb: VarBuilder, kernel: Kernel, cin: usize, cout: usize) -> candle_core::Result<Self> {
-        let (cin_w, k) = match kernel {
-            Kernel::K1 => (cin, 1),
-            Kernel::K3 => (cin, 3),
-            Kernel::Down2 => (4 * cin, 1),
+    /// The reference network's convolution (weight `[cout, cin', k, k]`, bias `[cout]`) in the
+    /// kernels' layout.
+    fn from_conv(conv: &Conv2d, kernel: Kernel) -> candle_core::Result<Self> {
+        let Some(bias) = conv.bias() else {
+            candle_core::bail!("a convolution of the network has no bias");
         };
-        let weight = vb.get((cout, cin_w, k, k), "weight")?;
-        let bias = vb.get(cout, "bias")?.to_dtype(DType::F32)?;
         Ok(FastConv {
-            op: Conv::new(kernel, &weight)?,
-            bias,
+            op: Conv::new(kernel, conv.weight())?,
+            bias: bias.to_dtype(DType::F32)?,
         })
     }
 
@@ -58,9 +55,9 @@ struct FastNorm {
 }
 
 impl FastNorm {
-    fn new(vb: VarBuilder, c: usize) -> candle_core::Result<Self> {
-        let weight = vb.get(c, "weight")?.to_dtype(DType::F32)?;
-        let bias = vb.get(c, "bias")?.to_dtype(DType::F32)?;
+    fn from_norm(n: &ChanNorm) -> candle_core::Result<Self> {
+        let weight = n.weight.flatten_all()?.to_dtype(DType::F32)?;
+        let bias = n.bias.flatten_all()?.to_dtype(DType::F32)?;
         let weight_bias = Tensor::stack(&[&weight, &bias], 0)?;
         Ok(FastNorm {
             weight,
@@ -87,22 +84,22 @@ struct FastResBlock {
 }
 
 impl FastResBlock {
-    fn new(vb: VarBuilder, cin: usize, cout: usize, emb_dim: usize) -> candle_core::Result<Self> {
-        let conv1 = FastConv::new(vb.pp("conv1"), Kernel::K3, cin, cout)?;
-        let norm2 = FastNorm::new(vb.pp("norm2"), cout)?;
+    fn from_block(b: &ResBlock) -> candle_core::Result<Self> {
+        let conv1 = FastConv::from_conv(&b.conv1, Kernel::K3)?;
+        let norm2 = FastNorm::from_norm(&b.norm2)?;
         Ok(FastResBlock {
-            norm1: FastNorm::new(vb.pp("norm1"), cin)?,
+            norm1: FastNorm::from_norm(&b.norm1)?,
             conv1: FastConv {
                 op: conv1.op.with_norm_silu(&norm2.weight, &norm2.bias)?,
                 bias: conv1.bias,
             },
-            emb: candle_nn::linear(emb_dim, cout, vb.pp("emb"))?,
-            conv2: FastConv::new(vb.pp("conv2"), Kernel::K3, cout, cout)?,
-            skip: if cin != cout {
-                Some(FastConv::new(vb.pp("skip"), Kernel::K1, cin, cout)?)
-            } else {
-                None
-            },
+            emb: b.emb.clone(),
+            conv2: FastConv::from_conv(&b.conv2, Kernel::K3)?,
+            skip: b
+                .skip
+                .as_ref()
+                .map(|s| FastConv::from_conv(s, Kernel::K1))
+                .transpose()?,
         })
     }
 
@@ -136,8 +133,7 @@ impl FastResBlock {
     }
 }
 
-/// The v-prediction U-Net on the NHWC kernels; built from the same var builder (safetensors
-/// keys) as [`super::UNet`].
+/// The v-prediction U-Net on the NHWC kernels, converted from the layers of [`super::UNet`].
 #[derive(Debug, Clone)]
 pub struct FastUNet {
     emb: NoiseEmbedding,
@@ -152,44 +148,35 @@ pub struct FastUNet {
 }
 
 impl FastUNet {
-    /// Loads the network; convolution weights are converted once to the kernels' layout.
-    pub fn new(vb: VarBuilder, cfg: &UNetConfig) -> candle_core::Result<Self> {
-        let ch = &cfg.channels;
-        let ed = cfg.emb_dim;
-        let n = ch.len();
-        let mut down_blocks = Vec::with_capacity(n);
-        let mut downs = Vec::with_capacity(n.saturating_sub(1));
-        for (i, &c) in ch.iter().enumerate() {
-            let vbi = vb.pp("down_blocks").pp(i);
-            down_blocks.push(
-                (0..cfg.blocks)
-                    .map(|j| FastResBlock::new(vbi.pp(j), c, c, ed))
-                    .collect::<candle_core::Result<Vec<_>>>()?,
-            );
-            if i + 1 < n {
-                let vbd = vb.pp("downs").pp(i).pp("conv");
-                downs.push(FastConv::new(vbd, Kernel::Down2, c, ch[i + 1])?);
-            }
-        }
-        let mut up_blocks = Vec::with_capacity(n);
-        let mut ups = Vec::with_capacity(n.saturating_sub(1));
-        for (i, &c) in ch.iter().enumerate() {
-            up_blocks.push(FastResBlock::new(vb.pp("up_blocks").pp(i), 2 * c, c, ed)?);
-            if i > 0 {
-                let vbu = vb.pp("ups").pp(i - 1).pp("conv");
-                ups.push(FastConv::new(vbu, Kernel::K1, c, 4 * ch[i - 1])?);
-            }
-        }
+    /// The reference network's layers, converted once to the kernels' layout: the structure
+    /// (layers, names, channels) is [`UNet::new`]'s alone.
+    pub fn from_reference(net: &UNet) -> candle_core::Result<Self> {
         Ok(FastUNet {
-            emb: NoiseEmbedding::new(&vb, cfg)?,
-            stem: FastConv::new(vb.pp("stem"), Kernel::K3, 12, ch[0])?,
-            down_blocks,
-            downs,
-            mid: FastResBlock::new(vb.pp("mid"), ch[n - 1], ch[n - 1], ed)?,
-            up_blocks,
-            ups,
-            out_norm: FastNorm::new(vb.pp("out_norm"), ch[0])?,
-            out_conv: FastConv::new(vb.pp("out_conv"), Kernel::K3, ch[0], 12)?,
+            emb: net.emb.clone(),
+            stem: FastConv::from_conv(&net.stem, Kernel::K3)?,
+            down_blocks: net
+                .down_blocks
+                .iter()
+                .map(|level| level.iter().map(FastResBlock::from_block).collect())
+                .collect::<candle_core::Result<_>>()?,
+            downs: net
+                .downs
+                .iter()
+                .map(|d| FastConv::from_conv(&d.conv, Kernel::Down2))
+                .collect::<candle_core::Result<_>>()?,
+            mid: FastResBlock::from_block(&net.mid)?,
+            up_blocks: net
+                .up_blocks
+                .iter()
+                .map(FastResBlock::from_block)
+                .collect::<candle_core::Result<_>>()?,
+            ups: net
+                .ups
+                .iter()
+                .map(|u| FastConv::from_conv(&u.conv, Kernel::K1))
+                .collect::<candle_core::Result<_>>()?,
+            out_norm: FastNorm::from_norm(&net.out_norm)?,
+            out_conv: FastConv::from_conv(&net.out_conv, Kernel::K3)?,
         })
     }
 

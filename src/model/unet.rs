@@ -160,8 +160,8 @@ impl UNetConfig {
 /// depend on the image size.
 #[derive(Debug, Clone)]
 pub struct ChanNorm {
-    weight: Tensor,
-    bias: Tensor,
+    pub(super) weight: Tensor,
+    pub(super) bias: Tensor,
 }
 
 impl ChanNorm {
@@ -196,12 +196,12 @@ fn conv(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> candle_core::Resul
 /// Residual block: ChanNorm, SiLU, conv3x3, + embedding, ChanNorm, SiLU, conv3x3, + skip.
 #[derive(Debug, Clone)]
 pub struct ResBlock {
-    norm1: ChanNorm,
-    conv1: Conv2d,
-    emb: Linear,
-    norm2: ChanNorm,
-    conv2: Conv2d,
-    skip: Option<Conv2d>,
+    pub(super) norm1: ChanNorm,
+    pub(super) conv1: Conv2d,
+    pub(super) emb: Linear,
+    pub(super) norm2: ChanNorm,
+    pub(super) conv2: Conv2d,
+    pub(super) skip: Option<Conv2d>,
 }
 
 impl ResBlock {
@@ -267,7 +267,7 @@ pub fn pixel_shuffle2(x: &Tensor) -> candle_core::Result<Tensor> {
 /// Downsampling: pixel-unshuffle 2x2, then a 1x1 convolution 4cin -> cout.
 #[derive(Debug, Clone)]
 pub struct Down {
-    conv: Conv2d,
+    pub(super) conv: Conv2d,
 }
 
 impl Down {
@@ -288,7 +288,7 @@ impl Module for Down {
 /// Upsampling: a 1x1 convolution cin -> 4cout, then pixel-shuffle 2x2.
 #[derive(Debug, Clone)]
 pub struct Up {
-    conv: Conv2d,
+    pub(super) conv: Conv2d,
 }
 
 impl Up {
@@ -382,15 +382,15 @@ impl Tiling {
 #[derive(Debug, Clone)]
 pub struct UNet {
     cfg: UNetConfig,
-    emb: NoiseEmbedding,
-    stem: Conv2d,
-    down_blocks: Vec<Vec<ResBlock>>,
-    downs: Vec<Down>,
-    mid: ResBlock,
-    up_blocks: Vec<ResBlock>,
-    ups: Vec<Up>,
-    out_norm: ChanNorm,
-    out_conv: Conv2d,
+    pub(super) emb: NoiseEmbedding,
+    pub(super) stem: Conv2d,
+    pub(super) down_blocks: Vec<Vec<ResBlock>>,
+    pub(super) downs: Vec<Down>,
+    pub(super) mid: ResBlock,
+    pub(super) up_blocks: Vec<ResBlock>,
+    pub(super) ups: Vec<Up>,
+    pub(super) out_norm: ChanNorm,
+    pub(super) out_conv: Conv2d,
     id: [u8; 32],
     device: Device,
     fast: Option<std::sync::Arc<crate::model::fast::FastUNet>>,
@@ -424,7 +424,9 @@ impl UNet {
                 ups.push(Up::new(vb.pp("ups").pp(i - 1), c, ch[i - 1])?);
             }
         }
-        Ok(UNet {
+        // The structure (layers, weight names, channels) is defined here alone: the fast
+        // network is converted from these layers, not loaded again.
+        let mut net = UNet {
             cfg: cfg.clone(),
             emb: NoiseEmbedding::new(&vb, cfg)?,
             stem: conv(12, ch[0], 3, vb.pp("stem"))?,
@@ -437,10 +439,12 @@ impl UNet {
             out_conv: conv(ch[0], 12, 3, vb.pp("out_conv"))?,
             id: [0; 32],
             device: vb.device().clone(),
-            fast: Some(std::sync::Arc::new(crate::model::fast::FastUNet::new(
-                vb, cfg,
-            )?)),
-        })
+            fast: None,
+        };
+        net.fast = Some(std::sync::Arc::new(
+            crate::model::fast::FastUNet::from_reference(&net)?,
+        ));
+        Ok(net)
     }
 
     /// Load a safetensors file held in memory: config from the metadata key `"config"`, every
