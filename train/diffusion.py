@@ -31,10 +31,13 @@ CODEC_LO = float(logsnr_of_abar(ABAR[800]))
 CODEC_HI = float(logsnr_of_abar(ABAR[2]))
 
 
-# The timesteps where the default ladder (codec::LADDER = 1000, 150, 40, 12, 4, 1) calls the
-# network before a step, and the bits (bpp, Kodak, shipped model) of the step each one starts.
-LADDER_POINTS = [150, 40, 12, 4]
-LADDER_BITS = [1.09, 1.51, 1.75, 2.48]
+# The timesteps where the ladder (diffusion::LADDER = 1000, 150, 70, 40, 20, 12, 4, 1) calls the
+# network before a step, and the bits (bpp) of the step each one starts: the tuning set's means
+# with the default coders (results/ladder-sweep/tune-coders-per-step.txt, kinds 2 and 3). The
+# earlier ladder 1000, 150, 40, 12, 4, 1 had points 150, 40, 12, 4 and bits 1.09, 1.51, 1.75,
+# 2.48 (Kodak, UQ).
+LADDER_POINTS = [150, 70, 40, 20, 12, 4]
+LADDER_BITS = [0.372, 0.409, 0.727, 0.591, 1.975, 2.613]
 
 
 def sample_logsnr(n: int, gen: torch.Generator, ladder_frac: float = 0.0) -> torch.Tensor:

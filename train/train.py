@@ -200,6 +200,12 @@ def main():
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--config", default="", help="JSON dict overriding the model config")
+    ap.add_argument("--crop-high", type=int, default=0, metavar="SIZE",
+                    help="also train on crops of SIZE (e.g. 128) at the high noise levels t >= --high-t, "
+                         "where the receptive field matters: --high-share of each batch's pixels move from "
+                         "--crop crops to these (0: off)")
+    ap.add_argument("--high-t", type=int, default=300)
+    ap.add_argument("--high-share", type=float, default=0.25)
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile the training forward pass (1.2x the steps/s on this CPU for w64, "
                          "after about 100 s of compiling; train/speed_probe.py)")
@@ -320,9 +326,20 @@ def main():
         lr = lr_at(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
-        x = sample_batch(imgs, args.batch, args.crop, gen)
-        lam = D.sample_logsnr(args.batch, gen, args.ladder_frac)
-        nc = int(round(args.batch * args.chain_frac))
+        nb = args.batch
+        if args.crop_high:
+            moved = int(round(args.batch * args.high_share))
+            nb = args.batch - moved
+            nh = max(1, int(round(moved * (args.crop / args.crop_high) ** 2)))
+            xh = sample_batch(imgs, nh, args.crop_high, gen)
+            lo, hi = D.LOGSNR_T, float(D.logsnr_of_abar(D.ABAR[args.high_t]))
+            lam_h = lo + (hi - lo) * torch.rand(nh, generator=gen, dtype=torch.float64)
+            zh = D.gaussian_marginal(xh, lam_h, gen)
+            vh = D.v_target(xh, zh, lam_h).to(dev)
+            zh, lam_hd = zh.to(dev), lam_h.float().to(dev)
+        x = sample_batch(imgs, nb, args.crop, gen)
+        lam = D.sample_logsnr(nb, gen, args.ladder_frac)
+        nc = int(round(nb * args.chain_frac))
         zg = D.gaussian_marginal(x[nc:], lam[nc:], gen)
         zc = D.chain_marginal(x[:nc], lam[:nc], gen) if nc > 0 else zg[:0]
         z = torch.cat([zc, zg], 0)
@@ -332,6 +349,13 @@ def main():
             pred = fwd(z, lam_d)
         per = ((pred.float() - v) ** 2).mean(dim=(1, 2, 3))
         loss = per.mean()
+        if args.crop_high:
+            # Every pixel weighs the same, whatever the size of its crop.
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                pred_h = fwd(zh, lam_hd)
+            per_h = ((pred_h.float() - vh) ** 2).mean(dim=(1, 2, 3))
+            a_s, a_h = args.crop ** 2, args.crop_high ** 2
+            loss = (per.sum() * a_s + per_h.sum() * a_h) / (nb * a_s + nh * a_h)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -346,7 +370,7 @@ def main():
         elapsed += now - t0
         t0 = now
         acc.append((loss.item(), per[:nc].mean().item() if nc else float("nan"),
-                    per[nc:].mean().item() if nc < args.batch else float("nan")))
+                    per[nc:].mean().item() if nc < nb else float("nan")))
         if step % args.log_every == 0:
             a = np.array(acc)
             loss_f.write(f"{step},{a[:,0].mean():.6f},{np.nanmean(a[:,2]):.6f},{np.nanmean(a[:,1]):.6f},{lr:.3g},{elapsed:.1f}\n")
