@@ -539,8 +539,8 @@ fn invariant_d_perturbed_network_still_decodes() {
     }
 }
 
-/// The default coder set: kinds 2 and 3 at every step, chosen on rate and distortion;
-/// `coders` forces its kinds at every step.
+/// The default coder set: kind 3 alone on the steps that start at t >= 70, kinds 2 and 3 below,
+/// chosen on rate and distortion; `coders` forces its kinds at every step.
 #[test]
 fn coder_choice_per_step() {
     let m = Analytic::default();
@@ -548,6 +548,9 @@ fn coder_choice_per_step() {
     let (bytes, rep) = encode_with_report(&img, &m, &opts(5), &mut |_, _| {}).unwrap();
     let kinds: Vec<u8> = rep.steps.iter().map(|s| s.coder).collect();
     for s in &rep.steps {
+        if s.t_start >= 70.0 {
+            assert_eq!(s.coder, 3, "{kinds:?}");
+        }
         assert!(s.coder == 2 || s.coder == 3, "{kinds:?}");
         // Kind 3 reports the KL of its targets, the others do not.
         assert_eq!(s.kl_bits.is_some(), s.coder == 3, "{kinds:?}");

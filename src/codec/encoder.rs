@@ -21,7 +21,7 @@ pub(crate) struct ChainOpts<'a> {
     pub prefix_search: bool,
     /// PRNG seed.
     pub seed: u64,
-    /// Coder kinds the encoder may choose from (empty: [`step::DEFAULT_CODERS`]).
+    /// Coder kinds the encoder may choose from (empty: [`step::default_coders`]).
     pub coders: &'a [u8],
     /// The source's ICC profile, carried in an `iccp` chunk after HEAD.
     pub icc: Option<&'a [u8]>,
@@ -71,10 +71,10 @@ pub(crate) fn encode_resumable(
     keep: bool,
 ) -> Result<Encoded> {
     let (lossless, seed) = (opts.lossless, opts.seed);
-    // The coders allowed at a step (the same at every step).
-    let coders_at = || -> Vec<&dyn step::StepCoder> {
+    // The coders allowed at a step that starts at t.
+    let coders_at = |t: f64| -> Vec<&dyn step::StepCoder> {
         let allowed = if opts.coders.is_empty() {
-            step::DEFAULT_CODERS
+            step::default_coders(t)
         } else {
             opts.coders
         };
@@ -84,7 +84,7 @@ pub(crate) fn encode_resumable(
             .filter(|c| allowed.contains(&c.kind()))
             .collect()
     };
-    if !opts.coders.is_empty() && coders_at().is_empty() {
+    if !opts.coders.is_empty() && coders_at(0.0).is_empty() {
         return Err(crate::Error::param(format!(
             "step coder kinds {:?} (this encoder knows {:?})",
             opts.coders,
@@ -219,7 +219,7 @@ pub(crate) fn encode_resumable(
             levels: &levels,
         };
         // With several coders, the choice is by rate and distortion.
-        let here = coders_at();
+        let here = coders_at(pt.t);
         let rd = here.len() > 1;
         // Every allowed coder codes the step (and, to compare, the network estimates its end
         // point), side by side on the thread pool: one coder's serial parts overlap the

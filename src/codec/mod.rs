@@ -54,7 +54,7 @@ pub struct EncodeOptions {
     /// Seed of the shared PRNG.
     pub seed: u64,
     /// Step coder kinds the encoder may choose from at every step, by rate and distortion
-    /// (SPEC §12); empty: kinds 2 and 3.
+    /// (SPEC §12); empty: kind 3 alone on the steps that start at t >= 70, kinds 2 and 3 below.
     pub coders: Vec<u8>,
     /// The source image's ICC colour profile, kept in the file (SPEC §4.5) and given back by
     /// the decoder ([`DecodedFile::icc_profile`]).

@@ -134,12 +134,23 @@ pub(crate) trait StepCoder: Sync {
 /// Every coder this build knows, by kind.
 pub(crate) static CODERS: [&dyn StepCoder; 3] = [&uq::Uq, &tuq::TransformUq, &rcc::Rcc::DEFAULT];
 
-/// The kinds the encoder chooses from by default, by rate and distortion (SPEC §12), at every
-/// step. Kind 1 is used only when asked for: kind 2 codes the same steps in fewer bits. (Kind 3
-/// was once tried only on steps that start at t >= 40; on the tuning images, with the ladder
-/// of [`crate::diffusion::LADDER`], it is also chosen at 20 -> 12 and pays there:
-/// `results/ladder-sweep/tune-coders-per-step.txt`.)
-pub(crate) const DEFAULT_CODERS: &[u8] = &[2, 3];
+/// The kinds the encoder chooses from by default, by rate and distortion (SPEC §12), at a step
+/// that starts at `t`: kind 3 alone at the low-SNR steps (t >= [`KIND3_ALONE_FROM_T`]), kinds 2
+/// and 3 below. Kind 1 is used only when asked for: kind 2 codes the same steps in fewer bits.
+pub(crate) fn default_coders(t: f64) -> &'static [u8] {
+    if t >= KIND3_ALONE_FROM_T {
+        &[3]
+    } else {
+        &[2, 3]
+    }
+}
+
+/// From this t up the default tries kind 3 alone: there kind 2 needs 1.7-1.9x its bits and
+/// lost every choice measured (all steps from t = 1000, 150 and 70 of the tuning, Kodak and
+/// held-out images), so trying it only cost encode time (half of a default encode). Below it
+/// both are tried: kind 3 wins at 40 -> 20 and 20 -> 12, kind 2 mostly at 12 -> 4 and 4 -> 1
+/// (`results/ladder-sweep/tune-coders-per-step.txt`).
+pub(crate) const KIND3_ALONE_FROM_T: f64 = 70.0;
 
 /// Weight of the distortion in the encoder's choice of coder (SPEC §12): the coder with the
 /// smallest ln(bits of the file so far) - PSNR / RD_DB_PER_LN is kept, PSNR that of the

@@ -34,7 +34,8 @@ pub struct Args {
     seed: u64,
     /// Step coders the encoder may choose from at every step, by rate and distortion
     /// (comma-separated kinds: 1 = UQ in the pixel domain, 2 = UQ in a colour + DCT domain,
-    /// 3 = Gaussian steps by reverse-channel coding in the same domain) [default: 2,3].
+    /// 3 = Gaussian steps by reverse-channel coding in the same domain) [default: 3 on the steps
+    /// that start at t >= 70, 2,3 below].
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=3))]
     coders: Vec<u8>,
     /// Overwrite the output file if it exists.
