@@ -787,7 +787,7 @@ fn measure_kodak() {
         .filter(|p| p.extension().is_some_and(|e| e == "png"))
         .filter(|p| {
             only.as_ref()
-                .map_or(true, |o| p.to_string_lossy().contains(o.as_str()))
+                .is_none_or(|o| p.to_string_lossy().contains(o.as_str()))
         })
         .collect();
     names.sort();

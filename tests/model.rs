@@ -177,7 +177,7 @@ fn safetensors(tensors: &[RawTensor], meta: &[(&str, &str)]) -> Vec<u8> {
         data.extend_from_slice(bytes);
     }
     let mut hb = serde_json::to_vec(&serde_json::Value::Object(h)).unwrap();
-    while hb.len() % 8 != 0 {
+    while !hb.len().is_multiple_of(8) {
         hb.push(b' ');
     }
     let mut out = (hb.len() as u64).to_le_bytes().to_vec();

@@ -466,7 +466,7 @@ impl RdCodec for ImageRsJpeg {
 /// named in `only`) and always the image crate's JPEG. Returns the codecs and the names of
 /// tools that were asked for but are missing.
 pub fn available_codecs(only: Option<&[String]>) -> (Vec<Box<dyn RdCodec>>, Vec<&'static str>) {
-    let wanted = |name: &str| only.map_or(true, |o| o.iter().any(|x| x == name));
+    let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|x| x == name));
     let mut codecs: Vec<Box<dyn RdCodec>> = Vec::new();
     let mut missing = Vec::new();
     for t in Tool::ALL {

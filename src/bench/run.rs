@@ -144,7 +144,7 @@ fn filmstrip_frames(decoded: &[Decoded], original: &RgbImage, name: &str) -> Vec
     for d in decoded {
         let p = preset(d);
         let n = decoded.iter().filter(|e| preset(e) == p).count();
-        if best.as_ref().map_or(true, |b| n > b.1) {
+        if best.as_ref().is_none_or(|b| n > b.1) {
             best = Some((p, n));
         }
     }

@@ -145,7 +145,7 @@ pub(crate) fn encode_resumable(
         let l = lossless::encode(&img.pixels, recon, g.h, g.w, &transforms)?;
         transforms = vec![l.transform];
         let size = assemble(n, steps, Some(&l)).len();
-        let better = best_loss.as_ref().map_or(true, |b| size < b.1);
+        let better = best_loss.as_ref().is_none_or(|b| size < b.1);
         if better {
             best_loss = Some((n, size, l));
         }
@@ -252,7 +252,7 @@ pub(crate) fn encode_resumable(
         // The first of the cheapest, in the order of `here`.
         let mut best: Option<(u8, Coded, f64, Option<Vec<f32>>)> = None;
         for t in tried {
-            if best.as_ref().map_or(true, |b| t.2 < b.2) {
+            if best.as_ref().is_none_or(|b| t.2 < b.2) {
                 best = Some(t);
             }
         }

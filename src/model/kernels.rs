@@ -157,7 +157,7 @@ pub fn conv(
         assert!(g.len() == cout && b.len() == cout);
     }
     if wt.kernel == Kernel::Down2 {
-        assert!(h % 2 == 0 && w % 2 == 0);
+        assert!(h.is_multiple_of(2) && w.is_multiple_of(2));
     }
     let img_in = h * w * cin;
     let img_out = ho * wo * cout;
@@ -364,7 +364,7 @@ pub fn chan_norm_silu(
     out: &mut [f32],
 ) {
     assert_eq!(x.len(), out.len());
-    assert!(c > 0 && x.len() % c == 0);
+    assert!(c > 0 && x.len().is_multiple_of(c));
     assert!(gamma.len() == c && beta.len() == c);
     out.par_chunks_mut(PIXEL_CHUNK * c)
         .zip(x.par_chunks(PIXEL_CHUNK * c))
@@ -386,7 +386,7 @@ pub fn chan_norm_silu_concat(
     out: &mut [f32],
 ) {
     let c = ca + cb;
-    assert!(ca > 0 && cb > 0 && a.len() % ca == 0);
+    assert!(ca > 0 && cb > 0 && a.len().is_multiple_of(ca));
     assert_eq!(a.len() / ca * cb, b.len());
     assert_eq!(out.len(), a.len() + b.len());
     assert!(gamma.len() == c && beta.len() == c);
@@ -592,7 +592,7 @@ pub fn pixel_shuffle(x: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mu
 /// NHWC pixel-unshuffle 2x2: `[n, h, w, c] -> [n, h/2, w/2, 4c]`, the inverse of
 /// [`pixel_shuffle`]. `h` and `w` must be even.
 pub fn pixel_unshuffle(x: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f32]) {
-    assert!(h % 2 == 0 && w % 2 == 0);
+    assert!(h.is_multiple_of(2) && w.is_multiple_of(2));
     assert_eq!(x.len(), n * h * w * c);
     assert_eq!(out.len(), x.len());
     if out.is_empty() {
@@ -621,7 +621,7 @@ pub fn pixel_unshuffle(x: &[f32], n: usize, h: usize, w: usize, c: usize, out: &
 /// Planar `[n, c, h, w]` -> NHWC pixel-unshuffled `[n, h/2, w/2, 4c]` (channel
 /// `c * 4 + dy * 2 + dx`): the network's input stage in one pass.
 pub fn nchw_unshuffle_to_nhwc(x: &[f32], n: usize, c: usize, h: usize, w: usize, out: &mut [f32]) {
-    assert!(h % 2 == 0 && w % 2 == 0);
+    assert!(h.is_multiple_of(2) && w.is_multiple_of(2));
     assert_eq!(x.len(), n * c * h * w);
     assert_eq!(out.len(), x.len());
     if out.is_empty() {

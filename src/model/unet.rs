@@ -539,7 +539,7 @@ impl UNet {
         let m = self.multiple();
         check_input(z.len(), h, w, m)?;
         check_level(abar, logsnr)?;
-        if tiling.core == 0 || tiling.core % m != 0 || tiling.halo % m != 0 {
+        if tiling.core == 0 || !tiling.core.is_multiple_of(m) || !tiling.halo.is_multiple_of(m) {
             return Err(Error::param(format!(
                 "tiling core {} / halo {} (expected positive multiples of {m})",
                 tiling.core, tiling.halo
@@ -578,7 +578,7 @@ fn cuts(n: usize, core: usize) -> impl Iterator<Item = (usize, usize)> {
 }
 
 fn check_input(len: usize, h: usize, w: usize, m: usize) -> Result<()> {
-    if h == 0 || w == 0 || h % m != 0 || w % m != 0 {
+    if h == 0 || w == 0 || !h.is_multiple_of(m) || !w.is_multiple_of(m) {
         return Err(Error::param(format!(
             "network input {w}x{h} (expected positive multiples of {m})"
         )));

@@ -552,7 +552,7 @@ static MASKS: [i16; 32] = [
 #[target_feature(enable = "avx2")]
 unsafe fn dot_avx2(tq: &[i8], o: usize, bq: &[i16], d: usize) -> (i32, i32) {
     use std::arch::x86_64::*;
-    debug_assert!(o + bq.len() <= tq.len() && bq.len() % 16 == 0 && bq.len() >= d);
+    debug_assert!(o + bq.len() <= tq.len() && bq.len().is_multiple_of(16) && bq.len() >= d);
     let (mut acc, mut acc2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
     let (px, pb) = (tq.as_ptr().add(o), bq.as_ptr());
     let full = d / 16 * 16;
@@ -597,13 +597,13 @@ impl StepCoder for Rcc {
         let root12 = 12f32.sqrt();
         let mut best: Option<Plan> = None;
         for &b in &ENC_TILES {
-            if g.ph % b != 0 || g.pw % b != 0 {
+            if !g.ph.is_multiple_of(b) || !g.pw.is_multiple_of(b) {
                 continue;
             }
             let m: Vec<f32> = tuq::forward(&r, g, b).iter().map(|v| v * root12).collect();
             for &rs in &ENC_REGIONS {
                 let p = plan(inp, m.clone(), Layout::new(g, b, rs), self.chunk_bits)?;
-                if best.as_ref().map_or(true, |q| p.bits < q.bits) {
+                if best.as_ref().is_none_or(|q| p.bits < q.bits) {
                     best = Some(p);
                 }
             }
@@ -653,7 +653,7 @@ impl StepCoder for Rcc {
         let c = Body::parse(body)?;
         let g = &inp.g;
         let b = usize::from(c.tile);
-        if g.ph % b != 0 || g.pw % b != 0 {
+        if !g.ph.is_multiple_of(b) || !g.pw.is_multiple_of(b) {
             return Err(Error::format(format!(
                 "tile size {b} does not divide the padded size {}x{}",
                 g.pw, g.ph

@@ -432,7 +432,7 @@ fn context(k: &[i32], g: &Geometry, b: usize, c: usize, y: usize, x: usize) -> u
         a += at(c, y - b, x);
     }
     let m = match c {
-        0 if x % b > 0 => at(0, y, x - 1),
+        0 if !x.is_multiple_of(b) => at(0, y, x - 1),
         0 => 0,
         1 => at(0, y, x),
         _ => at(0, y, x) + at(1, y, x),
@@ -718,7 +718,7 @@ impl StepCoder for TransformUq {
         let mut best: Option<Plan> = None;
         let mut caches: Vec<TableCache> = Vec::new();
         for &b in &TILE_SIZES {
-            if g.ph % b != 0 || g.pw % b != 0 {
+            if !g.ph.is_multiple_of(b) || !g.pw.is_multiple_of(b) {
                 continue;
             }
             let y = forward(&r, g, b);
@@ -732,7 +732,7 @@ impl StepCoder for TransformUq {
                     continue;
                 }
                 let p = plan(&y, &k, k_max, inp, Layout::new(g, b, rs), cache)?;
-                if best.as_ref().map_or(true, |q| p.bits < q.bits) {
+                if best.as_ref().is_none_or(|q| p.bits < q.bits) {
                     best = Some(p);
                 }
             }
@@ -789,7 +789,7 @@ impl StepCoder for TransformUq {
         let c = Body::parse(body)?;
         let g = &inp.g;
         let b = usize::from(c.tile);
-        if g.ph % b != 0 || g.pw % b != 0 {
+        if !g.ph.is_multiple_of(b) || !g.pw.is_multiple_of(b) {
             return Err(Error::format(format!(
                 "tile size {b} does not divide the padded size {}x{}",
                 g.pw, g.ph

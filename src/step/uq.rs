@@ -80,7 +80,7 @@ impl StepCoder for Uq {
         let mut best: Option<Plan> = None;
         for &b in cands {
             let p = plan(x, inp.xhat, inp.levels, g, b, gain, &mut caches)?;
-            if best.as_ref().map_or(true, |q| p.bits < q.bits) {
+            if best.as_ref().is_none_or(|q| p.bits < q.bits) {
                 best = Some(p);
             }
         }

@@ -55,7 +55,7 @@ pub(crate) fn decode(r: &mut RangeReader, pred: &[u8], h: usize, w: usize) -> Re
                     1 => 1,
                     _ => (1u32 << (b - 1)) + r.get(&cx.uniform[b - 1])? as u32,
                 };
-                let e = if v % 2 == 0 {
+                let e = if v.is_multiple_of(2) {
                     (v / 2) as i32
                 } else {
                     -(v.div_ceil(2) as i32)

@@ -33,7 +33,7 @@ pub(crate) fn encode(
         let mut wr = RangeWriter::new();
         kind2::code(&mut wr, pix, recon, t, h, w)?;
         let words = wr.finish();
-        if best.as_ref().map_or(true, |b| words.len() < b.words.len()) {
+        if best.as_ref().is_none_or(|b| words.len() < b.words.len()) {
             best = Some(LossChunk {
                 kind: 2,
                 sha256,
