@@ -38,10 +38,11 @@ def main():
                 paths.append(os.path.join(dp, f))
     # Round-robin over the subfolders, so that a budget cut keeps some of each.
     paths.sort()
-    rank = {}
+    seen, rank = {}, {}
     for p in paths:
         d = os.path.relpath(p, args.src).split(os.sep)[0]
-        rank[p] = (sum(1 for q in rank if q.startswith(os.path.join(args.src, d))), d)
+        rank[p] = (seen.get(d, 0), d)
+        seen[d] = seen.get(d, 0) + 1
     paths.sort(key=lambda p: rank[p])
     if any("kodak" in p.lower() for p in paths):
         raise SystemExit("refusing: a path names kodak (evaluation only)")

@@ -72,13 +72,7 @@ pub fn load(safetensors: &[u8]) -> Result<Box<dyn Denoiser>> {
 /// `path`; a malformed or unknown model an [`crate::Error::Model`] whose message starts with
 /// `path`.
 pub fn load_file(path: impl AsRef<std::path::Path>) -> Result<Box<dyn Denoiser>> {
-    let path = path.as_ref();
-    let bytes =
-        std::fs::read(path).map_err(|e| crate::Error::file(crate::FileOp::Read, path, e))?;
-    load(&bytes).map_err(|e| match e {
-        crate::Error::Model(m) => crate::Error::Model(format!("{}: {m}", path.display())),
-        e => e,
-    })
+    weights::from_file(path.as_ref(), load)
 }
 #[doc(hidden)]
 pub use unet::{pixel_shuffle2, pixel_unshuffle2};

@@ -463,13 +463,7 @@ impl UNet {
     /// cannot be read is an [`crate::Error::File`] naming `path`; a malformed one an
     /// [`crate::Error::Model`] whose message starts with `path`.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let bytes =
-            std::fs::read(path).map_err(|e| crate::Error::file(crate::FileOp::Read, path, e))?;
-        Self::from_safetensors_bytes(&bytes).map_err(|e| match e {
-            crate::Error::Model(m) => crate::Error::Model(format!("{}: {m}", path.display())),
-            e => e,
-        })
+        weights::from_file(path.as_ref(), Self::from_safetensors_bytes)
     }
 
     /// This network without the fast NHWC path (`super::fast`): `predict_*` run [`UNet::forward`].

@@ -133,6 +133,21 @@ impl SimpleBackend for Recording {
 }
 
 /// After building a network from [`var_builder`]: checks that it used every tensor.
+/// Read the model file at `path` and build a network from its bytes with `build`. A file that
+/// cannot be read is an [`crate::Error::File`] naming `path`; a malformed one an
+/// [`crate::Error::Model`] whose message starts with `path`.
+pub(crate) fn from_file<T>(
+    path: &std::path::Path,
+    build: impl FnOnce(&[u8]) -> Result<T>,
+) -> Result<T> {
+    let bytes =
+        std::fs::read(path).map_err(|e| crate::Error::file(crate::FileOp::Read, path, e))?;
+    build(&bytes).map_err(|e| match e {
+        crate::Error::Model(m) => crate::Error::Model(format!("{}: {m}", path.display())),
+        e => e,
+    })
+}
+
 pub(crate) struct UsageCheck {
     names: BTreeSet<String>,
     used: Arc<Mutex<BTreeSet<String>>>,
