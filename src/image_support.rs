@@ -19,7 +19,7 @@ use image::{ColorType, ImageDecoder, ImageError, ImageResult};
 
 use crate::codec::{decode_with_limits, Limits, Recon};
 use crate::format::{self, kind, Colour, Header};
-use crate::model::{default_model, Denoiser, UNet};
+use crate::model::{model_for_file, Denoiser};
 use crate::{Error, Result};
 
 /// The file extension registered with the image crate (without the dot).
@@ -28,13 +28,16 @@ pub const EXTENSION: &str = "ddpmc";
 /// Largest .ddpmc file the decoder reads (as the command line: 4 GiB).
 const MAX_FILE: u64 = 1 << 32;
 
-/// The built-in model, loaded once for every [`DdpmcDecoder::new`].
-fn shared_default_model() -> Result<&'static UNet> {
-    static MODEL: OnceLock<std::result::Result<UNet, String>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| default_model().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| Error::Model(e.clone()))
+/// Everything `r` holds, up to [`MAX_FILE`] bytes.
+fn read_all(r: impl Read) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    r.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(Error::Limits(format!(
+            "ddpmc data larger than {MAX_FILE} bytes"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// An [`image::ImageDecoder`] for .ddpmc data.
@@ -72,10 +75,12 @@ impl std::fmt::Debug for DdpmcDecoder<'_> {
 }
 
 impl DdpmcDecoder<'static> {
-    /// Read a .ddpmc file from `r` for decoding with the built-in model (loaded once per
-    /// process).
+    /// Read a .ddpmc file from `r` for decoding with the built-in model it names
+    /// ([`crate::model::model_for_file`]; each built-in model is loaded once per process).
     pub fn new(r: impl Read) -> Result<Self> {
-        Self::with_model(r, shared_default_model()?)
+        let bytes = read_all(r)?;
+        let model = model_for_file(&bytes)?;
+        Self::from_bytes(bytes, model)
     }
 }
 
@@ -83,13 +88,10 @@ impl<'m> DdpmcDecoder<'m> {
     /// Read a .ddpmc file from `r` for decoding with `model`. Reads everything, then checks
     /// the preamble and the header (the CRCs of the chunks up to the first step).
     pub fn with_model(r: impl Read, model: &'m dyn Denoiser) -> Result<Self> {
-        let mut bytes = Vec::new();
-        r.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > MAX_FILE {
-            return Err(Error::Limits(format!(
-                "ddpmc data larger than {MAX_FILE} bytes"
-            )));
-        }
+        Self::from_bytes(read_all(r)?, model)
+    }
+
+    fn from_bytes(bytes: Vec<u8>, model: &'m dyn Denoiser) -> Result<Self> {
         let major = format::check_preamble(&bytes)?;
         let mut pos = format::PREAMBLE_LEN;
         let mut header = None;

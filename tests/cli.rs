@@ -63,6 +63,91 @@ fn default_model_round_trip_with_no_options() {
     assert_eq!((img.width(), img.height()), (53, 41));
 }
 
+/// A file coded with an earlier default model (built in, `models/b48.safetensors`) decodes with
+/// no model given: the decoder takes the built-in model the file names. `info` names it.
+#[test]
+fn files_of_earlier_default_models_decode_without_options() {
+    let src = root().join("samples/kodim19_odd.png");
+    let old = tmp("old-default.ddpmc");
+    let old_png = tmp("old-default.png");
+    ok(&[
+        "encode",
+        s(&src),
+        "-o",
+        s(&old),
+        "-q",
+        "1",
+        "--model",
+        "models/b48.safetensors",
+        "--force",
+        "--quiet",
+    ]);
+    let with_file = tmp("old-default-given.png");
+    ok(&["decode", s(&old), "-o", s(&old_png), "--force", "--quiet"]);
+    ok(&[
+        "decode",
+        s(&old),
+        "-o",
+        s(&with_file),
+        "--model",
+        "models/b48.safetensors",
+        "--force",
+        "--quiet",
+    ]);
+    assert_eq!(
+        image::open(&old_png).unwrap().to_rgb8(),
+        image::open(&with_file).unwrap().to_rgb8(),
+        "the built-in b48 is the model of models/b48.safetensors"
+    );
+    let info = String::from_utf8_lossy(&ok(&["info", s(&old)]).stdout).into_owned();
+    assert!(info.contains("(built in: b48)"), "{info}");
+    // A file of the current default names it; one of another model says how to decode it.
+    let new = tmp("new-default.ddpmc");
+    ok(&[
+        "encode",
+        s(&src),
+        "-o",
+        s(&new),
+        "-q",
+        "1",
+        "--force",
+        "--quiet",
+    ]);
+    let info = String::from_utf8_lossy(&ok(&["info", s(&new)]).stdout).into_owned();
+    assert!(info.contains("(built in: w64)"), "{info}");
+    let tiny = tmp("tiny-model.ddpmc");
+    encode_tiny(s(&src), &tiny, &["-q", "1", "--quiet"]);
+    let info = String::from_utf8_lossy(&ok(&["info", s(&tiny)]).stdout).into_owned();
+    assert!(info.contains("not built in: decode with --model"), "{info}");
+    let o = ddpmc(
+        &["decode", s(&tiny), "-o", s(&tmp("tiny.png")), "--force"],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("model mismatch"));
+}
+
+/// A reader that closes the pipe early ends `ddpmc info` quietly: no panic message.
+#[cfg(unix)]
+#[test]
+fn closed_output_pipe_is_not_a_panic() {
+    let f = tmp("pipe.ddpmc");
+    encode_tiny("samples/kodim19_odd.png", &f, &["-q", "1", "--quiet"]);
+    for _ in 0..5 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ddpmc"))
+            .args(["info", s(&f)])
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
 #[test]
 fn decode_options_frames_steps_info() {
     let coded = tmp("k04.ddpmc");

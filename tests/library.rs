@@ -212,3 +212,42 @@ fn file_errors_name_the_path_and_chain_the_cause() {
     assert!(e.to_string().contains(&bad.display().to_string()), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every built-in model loads and has its own id; a file names the one that decodes it, and
+/// `DdpmcDecoder::new` picks it, for earlier defaults too.
+#[test]
+fn built_in_models_are_found_by_the_id_a_file_names() {
+    use ddpmc::model::{builtin_model, builtin_name, model_for_file, model_id, BUILTIN_MODELS};
+    let ids: Vec<_> = BUILTIN_MODELS.iter().map(|(_, b)| model_id(b)).collect();
+    assert_eq!(
+        ids[0],
+        model_id(ddpmc::model::DEFAULT_WEIGHTS),
+        "the default comes first"
+    );
+    let img = test_image(32, 24);
+    for ((name, _), id) in BUILTIN_MODELS.iter().zip(&ids) {
+        assert_eq!(
+            ids.iter().filter(|i| *i == id).count(),
+            1,
+            "{name}: ids are distinct"
+        );
+        assert_eq!(builtin_name(id), Some(*name));
+        let net = builtin_model(id).unwrap().expect("built in");
+        assert_eq!(ddpmc::model::Denoiser::id(net), *id);
+        let bytes = encode(&img, net, &opts(1)).unwrap();
+        assert_eq!(
+            ddpmc::model::Denoiser::id(model_for_file(&bytes).unwrap()),
+            *id
+        );
+        let want = decode(&bytes, net, None, Recon::Denoise).unwrap().image;
+        let dec = DdpmcDecoder::new(std::io::Cursor::new(&bytes)).unwrap();
+        assert_eq!(DynamicImage::from_decoder(dec).unwrap(), want, "{name}");
+    }
+    assert!(builtin_model(&[7; 32]).unwrap().is_none());
+    assert!(builtin_name(&[7; 32]).is_none());
+    // Data that is no .ddpmc file gets the default model (the decoder then says what is wrong).
+    assert_eq!(
+        ddpmc::model::Denoiser::id(model_for_file(b"not a file").unwrap()),
+        ids[0]
+    );
+}

@@ -52,16 +52,40 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Every built-in model against PyTorch: the default's parity vector is
+/// `models/parity.safetensors`, an earlier default's `models/parity-NAME.safetensors`.
 #[test]
 fn parity_with_pytorch() {
-    let parity_bytes = std::fs::read(repo("models/parity.safetensors")).unwrap();
+    for (i, (name, weights)) in ddpmc::model::BUILTIN_MODELS.iter().enumerate() {
+        let (file, model) = if i == 0 {
+            (
+                "models/parity.safetensors".to_owned(),
+                "models/default.safetensors".to_owned(),
+            )
+        } else {
+            (
+                format!("models/parity-{name}.safetensors"),
+                format!("models/{name}.safetensors"),
+            )
+        };
+        assert!(
+            std::fs::read(repo(&model)).unwrap() == *weights,
+            "built-in {name} differs from {model}"
+        );
+        let net = UNet::from_safetensors_bytes(weights).unwrap();
+        println!("{name}:");
+        check_parity(&net, &file, &model);
+    }
+}
+
+fn check_parity(net: &UNet, parity: &str, model: &str) {
+    let parity_bytes = std::fs::read(repo(parity)).unwrap();
     let meta = &header(&parity_bytes)["__metadata__"];
-    let net = default_model().unwrap();
     assert_eq!(
         meta["model_id"].as_str().unwrap(),
         id_hex(&net.id()),
-        "models/parity.safetensors is for another model: regenerate it with \
-         python train/export.py --weights models/default.safetensors --parity models/parity.safetensors"
+        "{parity} is for another model: regenerate it with \
+         python train/export.py --weights {model} --parity {parity}"
     );
     let p = candle_core::safetensors::load_buffer(&parity_bytes, &Device::Cpu).unwrap();
     let vec64 = |t: &Tensor| -> Vec<f64> { t.flatten_all().unwrap().to_vec1::<f64>().unwrap() };

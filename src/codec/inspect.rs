@@ -72,6 +72,25 @@ impl FileInfo {
     }
 }
 
+/// The model id in a file's header, when the file starts with a readable header and has coding
+/// steps (a file without steps names no model). Reads only up to the header; every error is
+/// `None`, for the decoder to report.
+pub(crate) fn header_model_id(bytes: &[u8]) -> Option<[u8; 32]> {
+    format::check_preamble(bytes).ok()?;
+    let mut pos = format::PREAMBLE_LEN;
+    while let Some(c) = format::read_chunk(bytes.get(pos..)?).ok()? {
+        if c.kind == kind::HEAD {
+            let h = Header::parse(c.payload).ok()?;
+            return (h.steps() > 0).then_some(h.model_id);
+        }
+        if format::is_critical(c.kind) {
+            return None;
+        }
+        pos += c.len;
+    }
+    None
+}
+
 /// Read the header and chunk table of a file. Checks the signature, the CRCs, the header,
 /// every STEP body's fixed fields and the chunk order of SPEC §3.3 (as the decoder does).
 pub fn inspect(bytes: &[u8]) -> Result<FileInfo> {

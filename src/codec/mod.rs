@@ -21,6 +21,7 @@ mod rate;
 mod recon;
 
 pub use decoder::Decoder;
+pub(crate) use inspect::header_model_id;
 pub use inspect::{chunk_ends, inspect, ChunkInfo, FileInfo};
 pub use limits::{Limits, Progress};
 pub use rate::{preset_schedule, schedule_to};

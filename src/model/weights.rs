@@ -6,7 +6,7 @@
 //! id is the SHA-256 of the file's bytes. Every check returns an error, never panics.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
@@ -18,6 +18,57 @@ use crate::{Error, Result};
 
 /// The default model's weights, embedded in the library (`models/default.safetensors`).
 pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../models/default.safetensors");
+
+/// Every model built into the library, by name: the default first, then the earlier defaults,
+/// kept so that files coded with them still decode with no model given (a file names its
+/// model by id, SPEC §4.1). A default is never removed from this list.
+pub static BUILTIN_MODELS: &[(&str, &[u8])] = &[
+    ("w64", DEFAULT_WEIGHTS),
+    ("b48", include_bytes!("../../models/b48.safetensors")),
+];
+
+/// The ids of [`BUILTIN_MODELS`], hashed once.
+fn builtin_ids() -> &'static [[u8; 32]] {
+    static IDS: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
+    IDS.get_or_init(|| BUILTIN_MODELS.iter().map(|(_, b)| model_id(b)).collect())
+}
+
+/// The name of the built-in model with this id (a file header's model id), if there is one.
+pub fn builtin_name(id: &[u8; 32]) -> Option<&'static str> {
+    let i = builtin_ids().iter().position(|b| b == id)?;
+    Some(BUILTIN_MODELS[i].0)
+}
+
+/// The built-in model with this id (a file header's model id), loaded once per process and
+/// shared; `None` if no built-in model has it.
+pub fn builtin_model(id: &[u8; 32]) -> Result<Option<&'static UNet>> {
+    match builtin_ids().iter().position(|b| b == id) {
+        Some(i) => load_builtin(i).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The built-in model that decodes a .ddpmc file: the one its header names, or the default
+/// model when the header names none of them (or cannot be read: the decoder then says why).
+/// Loaded once per process, like [`builtin_model`].
+pub fn model_for_file(bytes: &[u8]) -> Result<&'static UNet> {
+    let named = crate::codec::header_model_id(bytes)
+        .and_then(|id| builtin_ids().iter().position(|b| *b == id));
+    load_builtin(named.unwrap_or(0))
+}
+
+/// Built-in model `i`, loaded on first use.
+fn load_builtin(i: usize) -> Result<&'static UNet> {
+    type Slot = OnceLock<std::result::Result<UNet, String>>;
+    static LOADED: OnceLock<Vec<Slot>> = OnceLock::new();
+    let slots = LOADED.get_or_init(|| BUILTIN_MODELS.iter().map(|_| Slot::new()).collect());
+    slots[i]
+        .get_or_init(|| {
+            UNet::from_safetensors_bytes(BUILTIN_MODELS[i].1).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| Error::Model(e.clone()))
+}
 
 /// Largest accepted safetensors header (the default model's is about 20 kB).
 const MAX_HEADER: u64 = 16 << 20;

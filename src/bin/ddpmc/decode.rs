@@ -66,7 +66,8 @@ pub struct Args {
     /// takes one; --recon flow or sample up to 7 more) [default: 256].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_passes: Option<u64>,
-    /// Model weights (safetensors) [default: the built-in model].
+    /// Model weights (safetensors) [default: the built-in model the file names; ddpmc builds in
+    /// the default model and every earlier one].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Overwrite the output file if it exists.
@@ -97,7 +98,7 @@ pub fn run(a: Args) -> ddpmc::Result<Outcome> {
         ))
     })?;
     let bytes = crate::read_ddpmc(&a.input)?;
-    let model = crate::load_model(a.model.as_deref())?;
+    let model = crate::decoding_model(a.model.as_deref(), &bytes)?;
     let recon = match a.recon {
         ReconArg::Denoise => Recon::Denoise,
         ReconArg::Flow => Recon::Flow,
@@ -122,7 +123,7 @@ pub fn run(a: Args) -> ddpmc::Result<Outcome> {
     if let Some(n) = a.max_passes {
         limits.max_passes = n;
     }
-    let mut d = Decoder::with_limits(model.as_ref(), limits);
+    let mut d = Decoder::with_limits(model, limits);
     d.set_max_steps(steps);
     let bar = (!a.quiet).then(|| crate::bar(0, "decoding"));
     let mut pos = 0;

@@ -26,7 +26,7 @@ pub struct Args {
     /// coding steps (0..=7) that gives the smallest file; usually none.
     #[arg(long)]
     lossless: bool,
-    /// Model weights (safetensors) [default: the built-in model].
+    /// Model weights (safetensors) [default: the built-in default model].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Seed of the shared randomness (dither and starting noise).

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use ddpmc::codec::inspect;
-use ddpmc::model::id_hex as hex;
+use ddpmc::model::{builtin_name, id_hex as hex};
 
 /// Show what a .ddpmc file holds.
 #[derive(clap::Args)]
@@ -56,6 +56,7 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
             "source_bit_depth": h.source_depth,
             "padding_multiple": h.multiple,
             "model_id": hex(&h.model_id),
+            "model_builtin": builtin_name(&h.model_id).filter(|_| h.steps() > 0),
             "seed": h.seed,
             "steps_in_header": h.steps(),
             "steps": steps,
@@ -81,7 +82,11 @@ pub fn run(a: Args) -> ddpmc::Result<()> {
     if h.steps() == 0 {
         println!("  model      none: no coding steps, the image is in the LOSS chunk alone");
     } else {
-        println!("  model      {}", hex(&h.model_id));
+        let known = builtin_name(&h.model_id).map_or_else(
+            || " (not built in: decode with --model)".to_owned(),
+            |n| format!(" (built in: {n})"),
+        );
+        println!("  model      {}{known}", hex(&h.model_id));
         println!("  seed       {}", h.seed);
     }
     println!(

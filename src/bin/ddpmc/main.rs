@@ -52,6 +52,18 @@ pub(crate) fn load_model(path: Option<&Path>) -> ddpmc::Result<Box<dyn Denoiser>
     })
 }
 
+/// The model that decodes `file`: the weights at `path` when given (loaded once, for the life
+/// of the process), else the built-in model the file's header names.
+pub(crate) fn decoding_model(
+    path: Option<&Path>,
+    file: &[u8],
+) -> ddpmc::Result<&'static dyn Denoiser> {
+    Ok(match path {
+        Some(p) => Box::leak(ddpmc::model::load_file(p)?),
+        None => ddpmc::model::model_for_file(file)?,
+    })
+}
+
 /// Write `bytes` to `out` through a temporary file in the same folder, flushed to the disk
 /// (`sync_all`) and then moved onto `out`, so that a failure (a full disk, a dropped
 /// connection) never leaves a partial or empty output file nor replaces a good one. Every
@@ -290,6 +302,13 @@ fn main() -> ExitCode {
     // The network allocates and frees large buffers on every call; keeping them mapped
     // saves about 10 % of decode CPU time (doc/SPEED.md). Output does not change.
     ddpmc::model::tune_allocator();
+    // A reader that closes the pipe early (`ddpmc info f | head -1`) ends the process quietly,
+    // as it does other Unix tools, instead of a panic in `println!`.
+    #[cfg(unix)]
+    // SAFETY: sets the default action of one signal, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let mut partial = false;
     if let Some(n) = cli.threads {

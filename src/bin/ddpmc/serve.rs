@@ -33,7 +33,8 @@ pub struct Args {
     /// Port on 127.0.0.1 (0: any free port); the address is printed.
     #[arg(long, default_value_t = 8390)]
     port: u16,
-    /// Model weights (safetensors) [default: the built-in model].
+    /// Model weights (safetensors) [default: the built-in model the file names; ddpmc builds in
+    /// the default model and every earlier one].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Stop after answering this many requests (for tests and scripts).
@@ -62,8 +63,12 @@ struct Entry<'m> {
 }
 
 impl<'m> Entry<'m> {
-    fn open(path: &Path, model: &'m dyn Denoiser) -> ddpmc::Result<Self> {
+    fn open(path: &Path, model: Option<&'m dyn Denoiser>) -> ddpmc::Result<Self> {
         let bytes = crate::read_ddpmc(path)?;
+        let model = match model {
+            Some(m) => m,
+            None => crate::decoding_model(None, &bytes)?,
+        };
         let info = inspect(&bytes)?;
         let h = &info.header;
         let entries = h.steps() + usize::from(info.loss.is_some());
@@ -251,10 +256,15 @@ fn answer(files: &mut [Entry], url: &str) -> Reply {
 /// Run the command.
 pub fn run(a: Args) -> ddpmc::Result<()> {
     let paths = collect(&a.inputs)?;
-    let model = crate::load_model(a.model.as_deref())?;
+    // One model for every file when given; else each file's own built-in model.
+    let given = a
+        .model
+        .as_deref()
+        .map(|p| crate::decoding_model(Some(p), &[]))
+        .transpose()?;
     let mut files = paths
         .iter()
-        .map(|p| Entry::open(p, model.as_ref()))
+        .map(|p| Entry::open(p, given))
         .collect::<ddpmc::Result<Vec<_>>>()?;
     let server = tiny_http::Server::http(("127.0.0.1", a.port)).map_err(|e| {
         ddpmc::Error::Io(std::io::Error::other(format!(
