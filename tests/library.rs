@@ -218,20 +218,22 @@ fn file_errors_name_the_path_and_chain_the_cause() {
 #[test]
 fn built_in_models_are_found_by_the_id_a_file_names() {
     use ddpmc::model::{builtin_model, builtin_name, model_for_file, model_id, BUILTIN_MODELS};
-    let ids: Vec<_> = BUILTIN_MODELS.iter().map(|(_, b)| model_id(b)).collect();
+    let ids: Vec<_> = BUILTIN_MODELS.iter().map(|m| model_id(m.weights)).collect();
     assert_eq!(
         ids[0],
         model_id(ddpmc::model::DEFAULT_WEIGHTS),
         "the default comes first"
     );
     let img = test_image(32, 24);
-    for ((name, _), id) in BUILTIN_MODELS.iter().zip(&ids) {
+    for (m, id) in BUILTIN_MODELS.iter().zip(&ids) {
+        let name = m.name;
+        assert_eq!(m.id, ddpmc::model::id_hex(id), "{name}: its id is its hash");
         assert_eq!(
             ids.iter().filter(|i| *i == id).count(),
             1,
             "{name}: ids are distinct"
         );
-        assert_eq!(builtin_name(id), Some(*name));
+        assert_eq!(builtin_name(id), Some(m.name));
         let net = builtin_model(id).unwrap().expect("built in");
         assert_eq!(ddpmc::model::Denoiser::id(net), *id);
         let bytes = encode(&img, net, &opts(1)).unwrap();

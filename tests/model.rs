@@ -56,7 +56,8 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// `models/parity.safetensors`, an earlier default's `models/parity-NAME.safetensors`.
 #[test]
 fn parity_with_pytorch() {
-    for (i, (name, weights)) in ddpmc::model::BUILTIN_MODELS.iter().enumerate() {
+    for (i, m) in ddpmc::model::BUILTIN_MODELS.iter().enumerate() {
+        let (name, weights) = (m.name, m.weights);
         let (file, model) = if i == 0 {
             (
                 "models/parity.safetensors".to_owned(),
@@ -69,7 +70,7 @@ fn parity_with_pytorch() {
             )
         };
         assert!(
-            std::fs::read(repo(&model)).unwrap() == *weights,
+            std::fs::read(repo(&model)).unwrap() == weights,
             "built-in {name} differs from {model}"
         );
         let net = UNet::from_safetensors_bytes(weights).unwrap();

@@ -78,6 +78,6 @@ pub fn load_file(path: impl AsRef<std::path::Path>) -> Result<Box<dyn Denoiser>>
 pub use unet::{pixel_shuffle2, pixel_unshuffle2};
 pub use unet::{Tiling, UNet, UNetConfig};
 pub use weights::{
-    builtin_model, builtin_name, default_model, id_hex, model_for_file, model_id, BUILTIN_MODELS,
-    DEFAULT_WEIGHTS,
+    builtin_model, builtin_name, default_model, id_hex, model_for_file, model_id, BuiltinModel,
+    BUILTIN_MODELS, DEFAULT_WEIGHTS,
 };

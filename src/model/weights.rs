@@ -19,24 +19,58 @@ use crate::{Error, Result};
 /// The default model's weights, embedded in the library (`models/default.safetensors`).
 pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../models/default.safetensors");
 
-/// Every model built into the library, by name: the default first, then the earlier defaults,
-/// kept so that files coded with them still decode with no model given (a file names its
-/// model by id, SPEC §4.1). A default is never removed from this list.
-pub static BUILTIN_MODELS: &[(&str, &[u8])] = &[
-    ("w64", DEFAULT_WEIGHTS),
-    ("b48", include_bytes!("../../models/b48.safetensors")),
+/// A model built into the library.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinModel {
+    /// Its name (`ddpmc info` shows it).
+    pub name: &'static str,
+    /// Its model id, lower-case hex: the SHA-256 of `weights` (the tests check it), written
+    /// out so that finding a file's model hashes nothing.
+    pub id: &'static str,
+    /// The safetensors file.
+    pub weights: &'static [u8],
+}
+
+/// Every model built into the library: the default first, then the earlier defaults, kept so
+/// that files coded with them still decode with no model given (a file names its model by id,
+/// SPEC §4.1). A default is never removed from this list.
+pub static BUILTIN_MODELS: &[BuiltinModel] = &[
+    BuiltinModel {
+        name: "w64",
+        id: "0ceca2640bdc6e90519cc015e97cfb6a36d1fd9ca9c0230b465b51c866800421",
+        weights: DEFAULT_WEIGHTS,
+    },
+    BuiltinModel {
+        name: "b48",
+        id: "e459ffb55d00b0dd51baa2d9c3e42c9f4c0ad29a7bb443ab199cdeb5677e636a",
+        weights: include_bytes!("../../models/b48.safetensors"),
+    },
 ];
 
-/// The ids of [`BUILTIN_MODELS`], hashed once.
+/// The ids of [`BUILTIN_MODELS`] as bytes (a malformed hex id matches nothing).
 fn builtin_ids() -> &'static [[u8; 32]] {
     static IDS: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
-    IDS.get_or_init(|| BUILTIN_MODELS.iter().map(|(_, b)| model_id(b)).collect())
+    IDS.get_or_init(|| {
+        BUILTIN_MODELS
+            .iter()
+            .map(|m| {
+                let mut id = [0u8; 32];
+                for (i, b) in id.iter_mut().enumerate() {
+                    *b =
+                        m.id.get(2 * i..2 * i + 2)
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                            .unwrap_or(0);
+                }
+                id
+            })
+            .collect()
+    })
 }
 
 /// The name of the built-in model with this id (a file header's model id), if there is one.
 pub fn builtin_name(id: &[u8; 32]) -> Option<&'static str> {
     let i = builtin_ids().iter().position(|b| b == id)?;
-    Some(BUILTIN_MODELS[i].0)
+    Some(BUILTIN_MODELS[i].name)
 }
 
 /// The built-in model with this id (a file header's model id), loaded once per process and
@@ -64,7 +98,7 @@ fn load_builtin(i: usize) -> Result<&'static UNet> {
     let slots = LOADED.get_or_init(|| BUILTIN_MODELS.iter().map(|_| Slot::new()).collect());
     slots[i]
         .get_or_init(|| {
-            UNet::from_safetensors_bytes(BUILTIN_MODELS[i].1).map_err(|e| e.to_string())
+            UNet::from_safetensors_bytes(BUILTIN_MODELS[i].weights).map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| Error::Model(e.clone()))
