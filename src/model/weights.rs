@@ -37,7 +37,7 @@ pub struct BuiltinModel {
 pub static BUILTIN_MODELS: &[BuiltinModel] = &[
     BuiltinModel {
         name: "w64",
-        id: "0ceca2640bdc6e90519cc015e97cfb6a36d1fd9ca9c0230b465b51c866800421",
+        id: "f7eeeb742cef844c52a6d43844e900281afb4a17ad43bc1a1d9e37b25850cd1a",
         weights: DEFAULT_WEIGHTS,
     },
     BuiltinModel {
