@@ -101,6 +101,9 @@ fn files_of_earlier_default_models_decode_without_options() {
     );
     let info = String::from_utf8_lossy(&ok(&["info", s(&old)]).stdout).into_owned();
     assert!(info.contains("(built in: b48)"), "{info}");
+    let json = String::from_utf8_lossy(&ok(&["info", "--json", s(&old)]).stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["model_builtin"], "b48", "{json}");
     // A file of the current default names it; one of another model says how to decode it.
     let new = tmp("new-default.ddpmc");
     ok(&[
@@ -119,6 +122,9 @@ fn files_of_earlier_default_models_decode_without_options() {
     encode_tiny(s(&src), &tiny, &["-q", "1", "--quiet"]);
     let info = String::from_utf8_lossy(&ok(&["info", s(&tiny)]).stdout).into_owned();
     assert!(info.contains("not built in: decode with --model"), "{info}");
+    let json = String::from_utf8_lossy(&ok(&["info", "--json", s(&tiny)]).stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v["model_builtin"].is_null(), "{json}");
     let o = ddpmc(
         &["decode", s(&tiny), "-o", s(&tmp("tiny.png")), "--force"],
         None,
