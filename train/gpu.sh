@@ -3,7 +3,7 @@
 # into $OUT. Prepared here, run there through the device tool (train/README.md, "On a GPU"):
 #
 #   python train/gpu_set.py ../shared/data/train train/gpu_data        # once, here (32 MiB)
-#   cp train/runs/w64-cont/model.safetensors train/gpu_data/init.safetensors   # optional
+#   cp models/default.safetensors train/gpu_data/init.safetensors   # optional: continue the default
 #   # device: bash train/gpu.sh 8        (carry train/gpu_data)
 #
 #   train/gpu.sh MINUTES [CONFIG_JSON]
