@@ -228,7 +228,7 @@ impl ImageDecoder for DdpmcDecoder<'_> {
 /// Register ddpmc with the image crate (once per process; later calls do nothing): the
 /// extension `.ddpmc` for [`image::open`] and [`image::ImageReader::open`], and the file
 /// signature for [`image::ImageReader::with_guessed_format`]. Files are decoded with the
-/// built-in model ([`DdpmcDecoder::new`]). Returns `false` when another decoder already
+/// built-in model each names ([`DdpmcDecoder::new`]). Returns `false` when another decoder already
 /// had the extension.
 ///
 /// ```

@@ -2,8 +2,8 @@
 //!
 //! A ddpmc file is a sequence of rate-distortion ordered chunks. The first bytes give a coarse
 //! picture, each further chunk sharpens it, and an optional last chunk makes it exact. The
-//! probability model is a denoising diffusion model; the built-in one is embedded in the
-//! library ([`model::default_model`]).
+//! probability model is a denoising diffusion model; the default one and b48, the default
+//! before it, are built into the library ([`model::default_model`], [`model::BUILTIN_MODELS`]).
 //!
 //! ## Tutorial
 //!
@@ -84,7 +84,8 @@
 //!
 //! ### Through the image crate
 //!
-//! After [`register_image_hooks`], `image::open` reads .ddpmc files (with the built-in model),
+//! After [`register_image_hooks`], `image::open` reads .ddpmc files (with the built-in model each
+//! file names),
 //! by extension or by content.
 //!
 //! ```

@@ -1,5 +1,5 @@
 //! Stage 2: weights files (SPEC §4.1, §6.4): safetensors header checks, strict loading, the model id
-//! and the embedded default model.
+//! and the built-in models.
 //!
 //! A weights file is safetensors as written by `train/export.py`: float tensors named like the
 //! modules of [`UNet`], metadata `"config"` (the architecture as JSON) and `"step"`. The model
@@ -31,9 +31,10 @@ pub struct BuiltinModel {
     pub weights: &'static [u8],
 }
 
-/// Every model built into the library: the default first, then the earlier defaults, kept so
-/// that files coded with them still decode with no model given (a file names its model by id,
-/// SPEC §4.1). A default is never removed from this list.
+/// Every model built into the library: the default first, then the earlier defaults since b48,
+/// kept so that files coded with them still decode with no model given (a file names its model
+/// by id, SPEC §4.1). From b48 on, a default is never removed from this list; files of the
+/// models before it decode with their weights given explicitly.
 pub static BUILTIN_MODELS: &[BuiltinModel] = &[
     BuiltinModel {
         name: "w64",

@@ -44,7 +44,7 @@ pub struct Args {
     /// hevc444_heic, jpeg_image_rs); default: every one whose tools are on PATH.
     #[arg(long, value_delimiter = ',')]
     pub codecs: Option<Vec<String>>,
-    /// Model weights (safetensors) for ddpmc; default: the embedded model.
+    /// Model weights (safetensors) for ddpmc; default: the built-in default model.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Reference table (codec,target_bpp,psnr,ms_ssim) to compare the classic rows with

@@ -67,7 +67,7 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_passes: Option<u64>,
     /// Model weights (safetensors) [default: the built-in model the file names; ddpmc builds in
-    /// the default model and every earlier one].
+    /// the default model and every default since b48].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Overwrite the output file if it exists.

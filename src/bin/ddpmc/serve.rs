@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, default_value_t = 8390)]
     port: u16,
     /// Model weights (safetensors) [default: the built-in model the file names; ddpmc builds in
-    /// the default model and every earlier one].
+    /// the default model and every default since b48].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Stop after answering this many requests (for tests and scripts).
