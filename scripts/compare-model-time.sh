@@ -15,25 +15,26 @@ runs=${4:-7}
 bin=${DDPMC:-target/release/ddpmc}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-opt() { [ "$1" = default ] || echo "--model $1"; }
+# The --model option of side a or b (none for "default").
+opt() {
+  local model=$a
+  [ "$1" = b ] && model=$b
+  [ "$model" = default ] || echo "--model $model"
+}
 for _ in 1 2 3; do
   for m in a b; do
-    model=$a
-    [ "$m" = b ] && model=$b
     s=$(date +%s%N)
     # shellcheck disable=SC2046
-    "$bin" encode "$img" -o "$tmp/$m.ddpmc" --force --quiet $(opt "$model")
+    "$bin" encode "$img" -o "$tmp/$m.ddpmc" --force --quiet $(opt "$m")
     e=$(date +%s%N)
     echo "encode $m $(( (e - s) / 1000000 )) ms"
   done
 done | tee "$tmp/times"
 for _ in $(seq "$runs"); do
   for m in a b; do
-    model=$a
-    [ "$m" = b ] && model=$b
     s=$(date +%s%N)
     # shellcheck disable=SC2046
-    "$bin" decode "$tmp/$m.ddpmc" -o "$tmp/$m.png" --force --quiet $(opt "$model")
+    "$bin" decode "$tmp/$m.ddpmc" -o "$tmp/$m.png" --force --quiet $(opt "$m")
     e=$(date +%s%N)
     echo "decode $m $(( (e - s) / 1000000 )) ms"
   done
@@ -44,10 +45,8 @@ for op in encode decode; do
 done
 echo "decode B / A: $(awk -v x="$(med decode a)" -v y="$(med decode b)" 'BEGIN {printf "%.2f", y / x}')"
 for m in a b; do
-  model=$a
-  [ "$m" = b ] && model=$b
   # shellcheck disable=SC2046
   /usr/bin/time -f "peak memory, decode $m: %M KB" "$bin" decode "$tmp/$m.ddpmc" -o "$tmp/$m.png" \
-    --force --quiet $(opt "$model")
+    --force --quiet $(opt "$m")
 done
 ls -l "$tmp"/*.ddpmc | awk '{print "file", $9, $5, "bytes"}'
