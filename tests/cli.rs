@@ -35,8 +35,12 @@ fn encode_tiny(src: &str, out: &Path, extra: &[&str]) -> Output {
     ok(&args)
 }
 
+/// A path in this process's scratch folder, under Cargo's folder for integration-test data
+/// (`target/tmp`, removed by `cargo clean`), so that runs of the tests leave nothing in the
+/// system's temporary folder.
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ddpmc-cli-{}", std::process::id()));
+    let d =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ddpmc-cli-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
 }

@@ -354,7 +354,8 @@ fn models_load_by_architecture() {
     assert!(e.to_string().contains("dit-s"), "{e}");
     assert!(UNet::from_safetensors_bytes(&other).is_err());
     // From a file: errors name the path.
-    let dir = std::env::temp_dir().join(format!("ddpmc-arch-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ddpmc-arch-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("dit.safetensors");
     std::fs::write(&path, &other).unwrap();
@@ -365,6 +366,7 @@ fn models_load_by_architecture() {
         ddpmc::model::load_file(&missing).err().unwrap().path(),
         Some(missing.as_path())
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
