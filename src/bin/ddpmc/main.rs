@@ -59,9 +59,14 @@ pub(crate) fn decoding_model(
     file: &[u8],
 ) -> ddpmc::Result<&'static dyn Denoiser> {
     Ok(match path {
-        Some(p) => Box::leak(ddpmc::model::load_file(p)?),
+        Some(p) => given_model(p)?,
         None => ddpmc::model::model_for_file(file)?,
     })
+}
+
+/// The weights at `path`, loaded for the life of the process (decoders borrow their model).
+pub(crate) fn given_model(path: &Path) -> ddpmc::Result<&'static dyn Denoiser> {
+    Ok(Box::leak(ddpmc::model::load_file(path)?))
 }
 
 /// Write `bytes` to `out` through a temporary file in the same folder, flushed to the disk

@@ -257,11 +257,7 @@ fn answer(files: &mut [Entry], url: &str) -> Reply {
 pub fn run(a: Args) -> ddpmc::Result<()> {
     let paths = collect(&a.inputs)?;
     // One model for every file when given; else each file's own built-in model.
-    let given = a
-        .model
-        .as_deref()
-        .map(|p| crate::decoding_model(Some(p), &[]))
-        .transpose()?;
+    let given = a.model.as_deref().map(crate::given_model).transpose()?;
     let mut files = paths
         .iter()
         .map(|p| Entry::open(p, given))
