@@ -121,7 +121,7 @@ fn files_of_earlier_default_models_decode_without_options() {
         "--quiet",
     ]);
     let info = String::from_utf8_lossy(&ok(&["info", s(&new)]).stdout).into_owned();
-    assert!(info.contains("(built in: w64)"), "{info}");
+    assert!(info.contains("(built in: w64n)"), "{info}");
     let tiny = tmp("tiny-model.ddpmc");
     encode_tiny(s(&src), &tiny, &["-q", "1", "--quiet"]);
     let info = String::from_utf8_lossy(&ok(&["info", s(&tiny)]).stdout).into_owned();

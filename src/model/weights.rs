@@ -37,9 +37,14 @@ pub struct BuiltinModel {
 /// models before it decode with their weights given explicitly.
 pub static BUILTIN_MODELS: &[BuiltinModel] = &[
     BuiltinModel {
+        name: "w64n",
+        id: "01209802968ea02466c95f6290c4bafa7ce44891fc40725720ec66f303659e54",
+        weights: DEFAULT_WEIGHTS,
+    },
+    BuiltinModel {
         name: "w64",
         id: "f7eeeb742cef844c52a6d43844e900281afb4a17ad43bc1a1d9e37b25850cd1a",
-        weights: DEFAULT_WEIGHTS,
+        weights: include_bytes!("../../models/w64.safetensors"),
     },
     BuiltinModel {
         name: "b48",
