@@ -137,6 +137,38 @@ fn files_of_earlier_default_models_decode_without_options() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("model mismatch"));
 }
 
+/// `--version` names the default model, whose id `info` shows for a file it encodes.
+#[test]
+fn version_names_the_default_model() {
+    let v = String::from_utf8_lossy(&ok(&["--version"]).stdout).into_owned();
+    let m = &ddpmc::model::BUILTIN_MODELS[0];
+    assert!(
+        v.starts_with(&format!("ddpmc {}", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(
+        v.contains(&format!("default model {}, id {}", m.name, m.id)),
+        "{v}"
+    );
+    let src = tmp("version.png");
+    std::fs::copy(root().join("samples/kodim19_odd.png"), &src).unwrap();
+    let coded = tmp("version.ddpmc");
+    ok(&[
+        "encode",
+        s(&src),
+        "-o",
+        s(&coded),
+        "-q",
+        "1",
+        "--force",
+        "--quiet",
+    ]);
+    let json = String::from_utf8_lossy(&ok(&["info", "--json", s(&coded)]).stdout).into_owned();
+    let info: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(info["model_builtin"], m.name, "{json}");
+    assert_eq!(info["model_id"], m.id, "{json}");
+}
+
 /// A reader that closes the pipe early ends `ddpmc info` quietly: no panic message.
 #[cfg(unix)]
 #[test]

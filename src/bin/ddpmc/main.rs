@@ -19,7 +19,7 @@ mod serve;
 /// A .ddpmc file is a chain of steps from noise towards the image; any prefix of whole steps
 /// decodes to a picture, and an optional last chunk makes it exact.
 #[derive(Parser)]
-#[command(name = "ddpmc", version, about, long_about = None)]
+#[command(name = "ddpmc", version = version(), about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,6 +41,19 @@ enum Command {
     Bench(bench::Args),
     /// Play the progressive decode of .ddpmc files in a browser (local server).
     Serve(serve::Args),
+}
+
+/// `--version`: the crate's version and the default model (name and model id), the two
+/// things that decide the bytes an encode writes.
+fn version() -> &'static str {
+    let m = &ddpmc::model::BUILTIN_MODELS[0];
+    let v = format!(
+        "{} (default model {}, id {})",
+        env!("CARGO_PKG_VERSION"),
+        m.name,
+        m.id
+    );
+    Box::leak(v.into_boxed_str())
 }
 
 /// The network: the built-in default model, or the safetensors file at `path` (any
