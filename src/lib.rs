@@ -2,8 +2,8 @@
 //!
 //! A ddpmc file is a sequence of rate-distortion ordered chunks. The first bytes give a coarse
 //! picture, each further chunk sharpens it, and an optional last chunk makes it exact. The
-//! probability model is a denoising diffusion model; the default one and b48, the default
-//! before it, are built into the library ([`model::default_model`], [`model::BUILTIN_MODELS`]).
+//! probability model is a denoising diffusion model; the default one and every earlier default
+//! since b48 are built into the library ([`model::default_model`], [`model::BUILTIN_MODELS`]).
 //!
 //! ## Tutorial
 //!
