@@ -37,9 +37,14 @@ pub struct BuiltinModel {
 /// models before it decode with their weights given explicitly.
 pub static BUILTIN_MODELS: &[BuiltinModel] = &[
     BuiltinModel {
+        name: "w64n2",
+        id: "18b4a83294d52ec2dfcf573fb2e9560d80a2dbbba1538b5643bb1ab272872cd5",
+        weights: DEFAULT_WEIGHTS,
+    },
+    BuiltinModel {
         name: "w64n",
         id: "01209802968ea02466c95f6290c4bafa7ce44891fc40725720ec66f303659e54",
-        weights: DEFAULT_WEIGHTS,
+        weights: include_bytes!("../../models/w64n.safetensors"),
     },
     BuiltinModel {
         name: "w64",
