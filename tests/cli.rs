@@ -121,7 +121,7 @@ fn files_of_earlier_default_models_decode_without_options() {
         "--quiet",
     ]);
     let info = String::from_utf8_lossy(&ok(&["info", s(&new)]).stdout).into_owned();
-    assert!(info.contains("(built in: w64n2)"), "{info}");
+    assert!(info.contains("(built in: w64n3)"), "{info}");
     // ... the first built-in model, which `--version` names (`version_names_the_default_model`).
     let json = String::from_utf8_lossy(&ok(&["info", "--json", s(&new)]).stdout).into_owned();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();

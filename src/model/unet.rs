@@ -369,9 +369,9 @@ pub struct Tiling {
 impl Tiling {
     /// The tiling used by [`Denoiser::predict_x0`] for images above [`Tiling::MAX_WHOLE`]
     /// pixels: 768-pixel cores with 128 pixels of context (8 pixels at the coarsest level),
-    /// so a tile has at most 1024x1024 pixels. With the default model (w64n2) the tiled x0
-    /// differs from the whole-image one by at most about 3e-3 (0.40 of an 8-bit level, at
-    /// t = 900; under 1e-3 at t <= 600), measured with 256-pixel cores (models/README.md).
+    /// so a tile has at most 1024x1024 pixels. With the default model (w64n3) the tiled x0
+    /// differs from the whole-image one by at most about 6e-3 (0.71 of an 8-bit level, at
+    /// t = 900; about 1.2e-3 at t <= 600), measured with 256-pixel cores (models/README.md).
     pub const DEFAULT: Tiling = Tiling {
         core: 768,
         halo: 128,

@@ -37,9 +37,14 @@ pub struct BuiltinModel {
 /// models before it decode with their weights given explicitly.
 pub static BUILTIN_MODELS: &[BuiltinModel] = &[
     BuiltinModel {
+        name: "w64n3",
+        id: "49e7f6ea3fee42258fb98c9065ed9173bef06451ad61c6c5c11b4414696a7cb4",
+        weights: DEFAULT_WEIGHTS,
+    },
+    BuiltinModel {
         name: "w64n2",
         id: "18b4a83294d52ec2dfcf573fb2e9560d80a2dbbba1538b5643bb1ab272872cd5",
-        weights: DEFAULT_WEIGHTS,
+        weights: include_bytes!("../../models/w64n2.safetensors"),
     },
     BuiltinModel {
         name: "w64n",
